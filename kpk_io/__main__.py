@@ -1,0 +1,3 @@
+from kpk_io.cli import main
+
+main()

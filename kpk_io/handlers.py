@@ -1,0 +1,155 @@
+"""One short coroutine per event: parse, check membership, store, answer.
+
+Every request gets an ack: python-socketio sends none when a handler raises, so failures are
+turned into `{ok: false, error, message}` here. Requests of one connection run one at a time
+in arrival order (python-socketio starts a task per event, and the tasks reach their first
+await in arrival order, so a FIFO lock taken first thing keeps that order); that is what
+makes one connection's updates commit in the order it sent them.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any
+
+from kpk_io.change import JSON
+from kpk_io.hub import Hub
+from kpk_io.logs import bind_request
+from kpk_io.metrics import Metrics
+from kpk_io.protocol import (
+    ErrorCode,
+    ProtocolError,
+    ok,
+    parse_room_request,
+    parse_sync,
+    parse_update,
+)
+from kpk_io.store.base import Conflict, StateStore, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+Ack = dict[str, JSON]
+Handler = Callable[[str, object], Awaitable[Ack]]
+
+
+class Handlers:
+    def __init__(self, store: StateStore, hub: Hub, metrics: Metrics) -> None:
+        self._store = store
+        self._hub = hub
+        self._metrics = metrics
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._draining = False
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.join = self._answering("join", self._join)
+        self.leave = self._answering("leave", self._leave)
+        self.update = self._answering("update", self._update)
+        self.sync = self._answering("sync", self._sync)
+
+    async def connect(self, sid: str, environ: dict[str, Any], auth: object) -> None:
+        self._locks[sid] = asyncio.Lock()
+        self._metrics.connections.inc()
+
+    async def disconnect(self, sid: str, reason: object = None) -> None:
+        self._metrics.connections.dec()
+        lock = self._locks.get(sid) or asyncio.Lock()
+        async with lock:
+            self._locks.pop(sid, None)
+            try:
+                await self._hub.leave_all(sid)
+            except Exception:
+                log.exception("leaving the rooms of a closed connection failed")
+
+    async def drain(self) -> None:
+        """Refuse new requests and return when those already running have been answered."""
+        self._draining = True
+        await self._idle.wait()
+
+    async def unknown(self, event: str, sid: str, *args: object) -> Ack:
+        return _error(ErrorCode.UNKNOWN_EVENT, f"no event named {event!r}")
+
+    def _answering(self, event: str, body: Handler) -> Callable[..., Awaitable[Ack]]:
+        @wraps(body)
+        async def handler(sid: str, *args: object) -> Ack:
+            lock = self._locks.get(sid)
+            if lock is None or self._draining:
+                return _error(ErrorCode.UNAVAILABLE, "the server is shutting down")
+            self._in_flight += 1
+            self._idle.clear()
+            try:
+                async with lock:
+                    room = args[0].get("room") if args and isinstance(args[0], dict) else None
+                    with bind_request(sid, room if isinstance(room, str) else None):
+                        ack = await self._answer(event, body, sid, args[0] if args else None)
+            finally:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._idle.set()
+            if event == "update":
+                self._metrics.count_update(ack)
+            return ack
+
+        return handler
+
+    async def _answer(self, event: str, body: Handler, sid: str, data: object) -> Ack:
+        try:
+            return await body(sid, data)
+        except ProtocolError as exc:
+            log.info("%s refused: %s %s", event, exc.code, exc.message)
+            return exc.to_ack()
+        except StoreUnavailable as exc:
+            log.error("%s failed, store unavailable: %s", event, exc)
+            return _error(ErrorCode.UNAVAILABLE, "the store cannot be reached; nothing changed")
+        except Exception:
+            log.exception("%s failed", event)
+            return _error(ErrorCode.INTERNAL, "internal error")
+
+    async def _join(self, sid: str, data: object) -> Ack:
+        room = parse_room_request(data)
+        snapshot = await self._hub.join(sid, room)
+        return ok(room=room, rev=snapshot.rev, state=snapshot.state)
+
+    async def _leave(self, sid: str, data: object) -> Ack:
+        room = parse_room_request(data)
+        await self._hub.leave(sid, room)
+        return ok(room=room)
+
+    async def _update(self, sid: str, data: object) -> Ack:
+        request = parse_update(data)
+        self._require_member(sid, request.room)
+        started = time.perf_counter()
+        result = await self._store.commit(
+            request.room,
+            request.change,
+            base_rev=request.base_rev,
+            change_id=request.id,
+            origin=sid,
+        )
+        self._metrics.commit_seconds.observe(time.perf_counter() - started)
+        if isinstance(result, Conflict):
+            raise ProtocolError(
+                ErrorCode.CONFLICT, f"the room is at rev {result.rev}", rev=result.rev
+            )
+        return ok(room=request.room, rev=result.rev)
+
+    async def _sync(self, sid: str, data: object) -> Ack:
+        request = parse_sync(data)
+        self._require_member(sid, request.room)
+        changes = await self._store.changes_since(request.room, request.since)
+        if changes is None:
+            snapshot = await self._store.snapshot(request.room)
+            return ok(room=request.room, rev=snapshot.rev, state=snapshot.state)
+        rev = changes[-1].rev if changes else request.since
+        wire = [{k: v for k, v in c.to_wire().items() if k != "room"} for c in changes]
+        return ok(room=request.room, rev=rev, changes=wire)
+
+    def _require_member(self, sid: str, room: str) -> None:
+        if not self._hub.is_member(sid, room):
+            raise ProtocolError(ErrorCode.NOT_JOINED, f"join {room!r} first")
+
+
+def _error(code: ErrorCode, message: str) -> Ack:
+    return ProtocolError(code, message).to_ack()

@@ -1,0 +1,197 @@
+"""One node's rooms: who is a member here, and delivery of each room's committed changes to
+them exactly once and in rev order.
+
+Each room with local members has a lane: a queue worked by one task, which handles joins,
+leaves and the room's feed messages in turn. The lane keeps a cursor, the last rev its
+members were sent. A joiner enters the Socket.IO room exactly when its snapshot's rev equals
+the cursor, so it sees every later change once and none it already has. A feed message that
+skips revs (a dropped pub/sub message, a feed outage) is filled from the store's log first,
+or, when the log no longer reaches back, with one `replace` change carrying the whole state.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from kpk_io.change import Change, CommittedChange, Snapshot
+from kpk_io.store.base import StateStore, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+_RETRY_DELAY = 1.0
+
+
+class Members(Protocol):
+    """How the hub reaches this node's sockets (the Socket.IO server in production)."""
+
+    async def enter(self, sid: str, room: str) -> None: ...
+
+    async def leave(self, sid: str, room: str) -> None: ...
+
+    async def deliver(self, committed: CommittedChange) -> None:
+        """Send the change to the room's local members except its origin."""
+
+
+@dataclass
+class _Lane:
+    room: str
+    ops: asyncio.Queue[Callable[["_Lane"], Awaitable[None]]] = field(
+        default_factory=asyncio.Queue
+    )
+    members: set[str] = field(default_factory=set)
+    cursor: int | None = None
+    watched: bool = False
+    worker: asyncio.Task[None] | None = None
+
+
+class Hub:
+    def __init__(self, store: StateStore, members: Members) -> None:
+        self._store = store
+        self._members = members
+        self._lanes: dict[str, _Lane] = {}
+        self._rooms_of: dict[str, set[str]] = {}
+        store.set_listener(self)
+
+    @property
+    def room_count(self) -> int:
+        """Rooms with at least one member on this node."""
+        return sum(1 for lane in self._lanes.values() if lane.members)
+
+    def is_member(self, sid: str, room: str) -> bool:
+        lane = self._lanes.get(room)
+        return lane is not None and sid in lane.members
+
+    async def join(self, sid: str, room: str) -> Snapshot:
+        """Make `sid` a member and return the snapshot its membership starts from."""
+        done: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
+
+        async def op(lane: _Lane) -> None:
+            try:
+                snapshot = await self._admit(lane, sid)
+            except Exception as exc:  # handed to the joiner, who answers for it
+                done.set_exception(exc)
+            else:
+                done.set_result(snapshot)
+
+        self._submit(room, op)
+        return await done
+
+    async def leave(self, sid: str, room: str) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def op(lane: _Lane) -> None:
+            if sid in lane.members:
+                lane.members.discard(sid)
+                self._rooms_of.get(sid, set()).discard(room)
+                await self._members.leave(sid, room)
+            done.set_result(None)
+
+        self._submit(room, op)
+        await done
+
+    async def leave_all(self, sid: str) -> None:
+        for room in list(self._rooms_of.pop(sid, ())):
+            await self.leave(sid, room)
+
+    async def close(self) -> None:
+        for lane in list(self._lanes.values()):
+            if lane.worker is not None:
+                lane.worker.cancel()
+        self._lanes.clear()
+
+    # ChangeListener: called by the store's feed, so never blocks.
+    def on_change(self, committed: CommittedChange) -> None:
+        lane = self._lanes.get(committed.room)
+        if lane is not None:
+            lane.ops.put_nowait(lambda lane: self._advance(lane, committed))
+
+    def on_feed_restored(self) -> None:
+        for lane in self._lanes.values():
+            lane.ops.put_nowait(self._catch_up)
+
+    def _submit(self, room: str, op: Callable[[_Lane], Awaitable[None]]) -> None:
+        lane = self._lanes.get(room)
+        if lane is None:
+            lane = self._lanes[room] = _Lane(room)
+            lane.worker = asyncio.create_task(self._work(lane), name=f"kpk-io lane {room!r}")
+        lane.ops.put_nowait(op)
+
+    async def _work(self, lane: _Lane) -> None:
+        while True:
+            op = await lane.ops.get()
+            try:
+                await op(lane)
+            except Exception:
+                log.exception("room %r: lane operation failed", lane.room)
+            if lane.members or not lane.ops.empty():
+                continue
+            if lane.watched:
+                lane.watched = False
+                with contextlib.suppress(StoreUnavailable):
+                    await self._store.unwatch(lane.room)
+            if not lane.members and lane.ops.empty():
+                del self._lanes[lane.room]
+                return
+
+    async def _admit(self, lane: _Lane, sid: str) -> Snapshot:
+        if not lane.watched:
+            await self._store.watch(lane.room)
+            lane.watched = True
+            lane.cursor = None
+        snapshot = await self._store.snapshot(lane.room)
+        if lane.cursor is None:
+            lane.cursor = snapshot.rev
+        elif snapshot.rev > lane.cursor:
+            await self._fill(lane, snapshot)
+        if sid not in lane.members:
+            lane.members.add(sid)
+            self._rooms_of.setdefault(sid, set()).add(lane.room)
+            await self._members.enter(sid, lane.room)
+        return snapshot
+
+    async def _advance(self, lane: _Lane, committed: CommittedChange) -> None:
+        if lane.cursor is None or committed.rev <= lane.cursor:
+            return  # before the first join's snapshot, or already delivered
+        if committed.rev == lane.cursor + 1:
+            await self._deliver(lane, committed)
+            return
+        log.warning(
+            "room %r: feed skipped from rev %d to %d; filling from the log",
+            lane.room, lane.cursor, committed.rev,
+        )
+        await self._catch_up(lane)
+
+    async def _catch_up(self, lane: _Lane) -> None:
+        if lane.cursor is None or not lane.members:
+            return
+        try:
+            await self._fill(lane, None)
+        except StoreUnavailable as exc:
+            log.error("room %r: cannot catch up (%s); retrying", lane.room, exc)
+            loop = asyncio.get_running_loop()
+            loop.call_later(_RETRY_DELAY, lane.ops.put_nowait, self._catch_up)
+
+    async def _fill(self, lane: _Lane, snapshot: Snapshot | None) -> None:
+        """Deliver what members miss up to `snapshot` (or up to now, when None)."""
+        assert lane.cursor is not None
+        upto = snapshot.rev if snapshot is not None else None
+        changes = await self._store.changes_since(lane.room, lane.cursor)
+        if changes is not None:
+            for committed in changes:
+                if upto is None or committed.rev <= upto:
+                    await self._deliver(lane, committed)
+            return
+        whole = snapshot or await self._store.snapshot(lane.room)
+        if whole.rev > lane.cursor:
+            log.warning("room %r: log no longer reaches rev %d; sending the state", lane.room,
+                        lane.cursor)
+            state = Change(whole.state, (), replace=True)
+            await self._deliver(lane, CommittedChange(lane.room, whole.rev, state))
+
+    async def _deliver(self, lane: _Lane, committed: CommittedChange) -> None:
+        lane.cursor = committed.rev
+        if lane.members:
+            await self._members.deliver(committed)

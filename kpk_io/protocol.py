@@ -1,0 +1,139 @@
+"""The wire protocol: event names, error codes, and parsers that turn raw payloads into
+checked requests or raise ProtocolError. docs/protocol.md describes the same rules."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from kpk_io.change import JSON, Change, encode_json
+from kpk_io.rooms import InvalidRoom, check_room
+
+MAX_ID_LENGTH = 128
+
+
+class Event(StrEnum):
+    JOIN = "join"
+    LEAVE = "leave"
+    UPDATE = "update"
+    SYNC = "sync"
+
+
+class ErrorCode(StrEnum):
+    INVALID_REQUEST = "invalid_request"
+    INVALID_ROOM = "invalid_room"
+    NOT_JOINED = "not_joined"
+    INVALID_UPDATE = "invalid_update"
+    CONFLICT = "conflict"
+    UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"
+    UNKNOWN_EVENT = "unknown_event"
+
+
+class ProtocolError(Exception):
+    """A refused request: nothing changed. `extra` adds fields to the ack (e.g. rev)."""
+
+    def __init__(self, code: ErrorCode, message: str, **extra: JSON) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+    def to_ack(self) -> dict[str, JSON]:
+        return {"ok": False, "error": str(self.code), "message": self.message, **self.extra}
+
+
+@dataclass(frozen=True)
+class UpdateRequest:
+    room: str
+    change: Change
+    base_rev: int | None = None
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    room: str
+    since: int
+
+
+def ok(**fields: JSON) -> dict[str, JSON]:
+    return {"ok": True, **fields}
+
+
+def parse_room_request(data: object) -> str:
+    """The room of a join or leave request."""
+    return _room(_object(data))
+
+
+def parse_sync(data: object) -> SyncRequest:
+    body = _object(data)
+    room = _room(body)
+    since = body.get("since", 0)
+    if not _is_int(since) or since < 0:
+        raise ProtocolError(ErrorCode.INVALID_REQUEST, "since must be a non-negative integer")
+    return SyncRequest(room, since)
+
+
+def parse_update(data: object) -> UpdateRequest:
+    body = _object(data)
+    room = _room(body)
+    if not any(key in body for key in ("set", "unset", "replace")):
+        raise _invalid_update("an update needs set, unset or replace")
+    fields = _set_fields(body.get("set", {}))
+    unset = _unset_fields(body.get("unset", []))
+    replace = body.get("replace", False)
+    if not isinstance(replace, bool):
+        raise _invalid_update("replace must be true or false")
+    both = sorted(set(fields) & set(unset))
+    if both:
+        raise _invalid_update(f"fields both set and unset: {both}")
+    base_rev = body.get("rev")
+    if base_rev is not None and (not _is_int(base_rev) or base_rev < 0):
+        raise _invalid_update("rev must be a non-negative integer")
+    change_id = body.get("id")
+    if change_id is not None and (
+        not isinstance(change_id, str) or not 0 < len(change_id) <= MAX_ID_LENGTH
+    ):
+        raise _invalid_update(f"id must be a string of 1 to {MAX_ID_LENGTH} characters")
+    return UpdateRequest(room, Change(fields, tuple(unset), replace), base_rev, change_id)
+
+
+def _object(data: object) -> Mapping[str, Any]:
+    if not isinstance(data, dict):
+        raise ProtocolError(ErrorCode.INVALID_REQUEST, "the payload must be an object")
+    return data
+
+
+def _room(body: Mapping[str, Any]) -> str:
+    try:
+        return check_room(body.get("room"))
+    except InvalidRoom as exc:
+        raise ProtocolError(ErrorCode.INVALID_ROOM, str(exc)) from None
+
+
+def _set_fields(value: object) -> dict[str, JSON]:
+    if not isinstance(value, dict):
+        raise _invalid_update("set must be an object of field names to JSON values")
+    for name, field_value in value.items():
+        if not name:
+            raise _invalid_update("field names must not be empty")
+        try:
+            encode_json(field_value)
+        except (ValueError, TypeError):
+            raise _invalid_update(f"field {name!r} is not a finite JSON value") from None
+    return dict(value)
+
+
+def _unset_fields(value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(n, str) and n for n in value):
+        raise _invalid_update("unset must be a list of non-empty field names")
+    return list(dict.fromkeys(value))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _invalid_update(message: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.INVALID_UPDATE, message)

@@ -1,0 +1,64 @@
+"""The Socket.IO server: builds the AsyncServer and wires each event to its handler."""
+
+import logging
+
+import socketio
+
+from kpk_io.change import CommittedChange
+from kpk_io.config import Settings
+from kpk_io.handlers import Handlers
+from kpk_io.hub import Hub
+from kpk_io.metrics import Metrics
+from kpk_io.protocol import Event
+from kpk_io.rooms import sio_room
+from kpk_io.store.base import StateStore
+
+log = logging.getLogger(__name__)
+
+
+class SocketMembers:
+    """The hub's view of this process's sockets."""
+
+    def __init__(self, sio: socketio.AsyncServer, metrics: Metrics) -> None:
+        self._sio = sio
+        self._metrics = metrics
+
+    async def enter(self, sid: str, room: str) -> None:
+        await self._sio.enter_room(sid, sio_room(room))
+
+    async def leave(self, sid: str, room: str) -> None:
+        await self._sio.leave_room(sid, sio_room(room))
+
+    async def deliver(self, committed: CommittedChange) -> None:
+        name = sio_room(committed.room)
+        recipients = sum(1 for sid, _ in self._sio.manager.get_participants("/", name)
+                         if sid != committed.origin)
+        await self._sio.emit(
+            Event.UPDATE.value, committed.to_wire(), room=name, skip_sid=committed.origin
+        )
+        self._metrics.deliveries.inc(recipients)
+
+
+def build_server(
+    settings: Settings, store: StateStore, metrics: Metrics
+) -> tuple[socketio.AsyncServer, Hub, Handlers]:
+    # Updates do not go through a Socket.IO client manager: the store's commit script
+    # publishes each change on its room's own channel and each node's hub relays it to its
+    # local members in rev order (see hub.py), so the default in-process manager is enough.
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        cors_allowed_origins=list(settings.cors_origins) or None,
+        logger=False,
+        engineio_logger=False,
+    )
+    hub = Hub(store, SocketMembers(sio, metrics))
+    metrics.track_rooms(lambda: hub.room_count)
+    handlers = Handlers(store, hub, metrics)
+    sio.on("connect", handlers.connect)
+    sio.on("disconnect", handlers.disconnect)
+    sio.on(Event.JOIN.value, handlers.join)
+    sio.on(Event.LEAVE.value, handlers.leave)
+    sio.on(Event.UPDATE.value, handlers.update)
+    sio.on(Event.SYNC.value, handlers.sync)
+    sio.on("*", handlers.unknown)
+    return sio, hub, handlers

@@ -1,0 +1,74 @@
+"""The contract every state store honours; tests/test_store.py runs against each one."""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from kpk_io.change import Change, CommittedChange, Snapshot
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached; the operation did not take effect."""
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A compare-and-set commit found the room at another revision; nothing changed."""
+
+    rev: int
+
+
+class ChangeListener(Protocol):
+    """Receives the committed changes of watched rooms (one node's hub)."""
+
+    def on_change(self, committed: CommittedChange) -> None:
+        """Called once per change of a watched room, in the order the store received them.
+
+        Order matches rev order per room, but a change may be missing (a dropped feed):
+        the listener notices the gap in revs and fills it with changes_since().
+        """
+
+    def on_feed_restored(self) -> None:
+        """The feed was interrupted and is back; changes in between may have been lost."""
+
+
+class StateStore(Protocol):
+    """Per-room JSON state with atomic revisioned commits and a feed of committed changes."""
+
+    async def snapshot(self, room: str) -> Snapshot:
+        """The whole state and its rev, read atomically. Stored fields that are not valid JSON
+        are logged and left out."""
+
+    async def commit(
+        self,
+        room: str,
+        change: Change,
+        *,
+        base_rev: int | None = None,
+        change_id: str | None = None,
+        origin: str | None = None,
+    ) -> CommittedChange | Conflict:
+        """Apply `change` atomically and publish it to every watcher of the room.
+
+        Each commit adds exactly 1 to the room's rev; commits from any number of callers are
+        linearised, and the feed carries them in rev order. With `base_rev`, nothing changes
+        unless the room is at that rev (Conflict otherwise). Raises StoreUnavailable when the
+        store cannot be reached.
+        """
+
+    async def changes_since(self, room: str, since: int) -> list[CommittedChange] | None:
+        """Every change after rev `since`, in order; None when they are no longer all kept."""
+
+    async def watch(self, room: str) -> None:
+        """Deliver the room's future commits to the listener; returns once that is in force."""
+
+    async def unwatch(self, room: str) -> None:
+        """Stop delivering the room's commits."""
+
+    def set_listener(self, listener: ChangeListener) -> None:
+        """Where watched rooms' commits go."""
+
+    async def ping(self) -> None:
+        """Return if the store answers; raise StoreUnavailable otherwise."""
+
+    async def close(self) -> None:
+        """Release connections and stop the feed."""

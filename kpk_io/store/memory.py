@@ -1,0 +1,84 @@
+"""In-process state store: the embedded default for one process, and the reference in tests."""
+
+import json
+from collections import deque
+from dataclasses import dataclass, field
+
+from kpk_io.change import Change, CommittedChange, Snapshot, encode_json
+from kpk_io.store.base import ChangeListener, Conflict
+
+DEFAULT_HISTORY = 1000
+
+
+@dataclass
+class _Room:
+    rev: int = 0
+    # Values are kept as JSON text, as Redis keeps them, so callers never share objects.
+    fields: dict[str, str] = field(default_factory=dict)
+    log: deque[CommittedChange] = field(default_factory=deque)
+
+
+class MemoryStateStore:
+    """StateStore kept in this process; lost when it exits."""
+
+    def __init__(self, history: int = DEFAULT_HISTORY) -> None:
+        self._history = history
+        self._rooms: dict[str, _Room] = {}
+        self._watched: set[str] = set()
+        self._listener: ChangeListener | None = None
+
+    async def snapshot(self, room: str) -> Snapshot:
+        data = self._rooms.get(room) or _Room()
+        return Snapshot(data.rev, {name: json.loads(text) for name, text in data.fields.items()})
+
+    async def commit(
+        self,
+        room: str,
+        change: Change,
+        *,
+        base_rev: int | None = None,
+        change_id: str | None = None,
+        origin: str | None = None,
+    ) -> CommittedChange | Conflict:
+        data = self._rooms.setdefault(room, _Room())
+        if base_rev is not None and base_rev != data.rev:
+            return Conflict(data.rev)
+        encoded = {name: encode_json(value) for name, value in change.set.items()}
+        if change.replace:
+            data.fields.clear()
+        for name in change.unset:
+            data.fields.pop(name, None)
+        data.fields.update(encoded)
+        data.rev += 1
+        copied = {name: json.loads(text) for name, text in encoded.items()}
+        stored = Change(copied, change.unset, change.replace)
+        committed = CommittedChange(room, data.rev, stored, change_id, origin)
+        data.log.append(committed)
+        while len(data.log) > self._history:
+            data.log.popleft()
+        if room in self._watched and self._listener is not None:
+            self._listener.on_change(committed)
+        return committed
+
+    async def changes_since(self, room: str, since: int) -> list[CommittedChange] | None:
+        data = self._rooms.get(room) or _Room()
+        if since == data.rev:
+            return []
+        if since > data.rev or not data.log or data.log[0].rev > since + 1:
+            return None
+        return [entry for entry in data.log if entry.rev > since]
+
+    async def watch(self, room: str) -> None:
+        self._watched.add(room)
+
+    async def unwatch(self, room: str) -> None:
+        self._watched.discard(room)
+
+    def set_listener(self, listener: ChangeListener) -> None:
+        self._listener = listener
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._watched.clear()

@@ -1,0 +1,199 @@
+"""Redis state store: a hash per room, its rev and a short log beside it, a script per commit."""
+
+import asyncio
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+from urllib.parse import quote
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from kpk_io.change import Change, CommittedChange, Snapshot, encode_json
+from kpk_io.store.base import ChangeListener, Conflict, StoreUnavailable
+from kpk_io.store.redis_feed import RedisFeed
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "kpk:"
+DEFAULT_HISTORY = 1000
+_COMMIT_ATTEMPTS = 3
+_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class _RoomKeys:
+    state: str
+    rev: str
+    log: str
+    channel: str
+
+
+def _keys(prefix: str, room: str) -> _RoomKeys:
+    """The only place room keys are named.
+
+    The percent-encoded room is the Redis Cluster hash tag: it never holds a brace, so every
+    key of a room lands in one slot whatever the room ID contains, and the encoding is
+    one-to-one, so distinct rooms never share a key.
+    """
+    base = f"{prefix}{{{quote(room, safe='')}}}"
+    return _RoomKeys(f"{base}:state", f"{base}:rev", f"{base}:log", f"{base}:feed")
+
+
+def _script(name: str) -> str:
+    return resources.files("kpk_io.store").joinpath(name).read_text(encoding="utf-8")
+
+
+class RedisStateStore:
+    """StateStore on one Redis (or a Sentinel-managed primary)."""
+
+    def __init__(
+        self, url: str, *, prefix: str = DEFAULT_PREFIX, history: int = DEFAULT_HISTORY
+    ) -> None:
+        self._prefix = prefix
+        self._history = history
+        common: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_timeout": _TIMEOUT,
+            "socket_connect_timeout": _TIMEOUT,
+        }
+        self._redis = aioredis.Redis.from_url(url, **common)
+        # A commit is retried by _commit_once() itself, with a token that makes the retry
+        # idempotent; redis-py's own retry could apply a change twice.
+        self._writer = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
+        self._commit = self._writer.register_script(_script("commit.lua"))
+        self._changes = self._redis.register_script(_script("changes_since.lua"))
+        self._feed = RedisFeed(self._redis)
+
+    async def snapshot(self, room: str) -> Snapshot:
+        keys = _keys(self._prefix, room)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.get(keys.rev)
+                pipe.hgetall(keys.state)
+                raw_rev, fields = await pipe.execute()
+        except RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        state = {}
+        for name, text in fields.items():
+            try:
+                state[name] = json.loads(text)
+            except ValueError:
+                log.warning("room %r: field %r is not JSON; left out", room, name)
+        return Snapshot(_parse_rev(room, raw_rev), state)
+
+    async def commit(
+        self,
+        room: str,
+        change: Change,
+        *,
+        base_rev: int | None = None,
+        change_id: str | None = None,
+        origin: str | None = None,
+    ) -> CommittedChange | Conflict:
+        keys = _keys(self._prefix, room)
+        encoded = [(name, encode_json(value)) for name, value in change.set.items()]
+        token = uuid.uuid4().hex
+        fields = ",".join(f"{encode_json(name)}:{text}" for name, text in encoded)
+        # The log entry after its opening '{"rev":N,', which the script adds.
+        body = (
+            f'"set":{{{fields}}},"unset":{encode_json(list(change.unset))},'
+            f'"replace":{encode_json(change.replace)},"id":{encode_json(change_id)},'
+            f'"token":"{token}"}}'
+        )
+        head = encode_json({"room": room, "origin": origin})[:-1] + ',"entry":'
+        args: list[str | int] = [
+            "" if base_rev is None else base_rev,
+            int(change.replace),
+            self._history,
+            keys.channel,
+            head,
+            body,
+            token,
+            0,
+            len(encoded),
+        ]
+        for name, text in encoded:
+            args += [name, text]
+        args += list(change.unset)
+        status, rev = await self._commit_once(keys, args)
+        if status == 0:
+            return Conflict(int(rev))
+        return CommittedChange(room, int(rev), change, change_id, origin)
+
+    async def _commit_once(self, keys: _RoomKeys, args: list[str | int]) -> list[int]:
+        for attempt in range(1, _COMMIT_ATTEMPTS + 1):
+            try:
+                result: list[int] = await self._commit(
+                    keys=[keys.state, keys.rev, keys.log], args=args
+                )
+                return result
+            except RedisError as exc:
+                transient = isinstance(exc, RedisConnectionError | RedisTimeoutError)
+                if attempt == _COMMIT_ATTEMPTS or not transient:
+                    raise StoreUnavailable(str(exc)) from exc
+                args[7] = 1  # the reply may have been lost: look for our token first
+                await asyncio.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
+
+    async def changes_since(self, room: str, since: int) -> list[CommittedChange] | None:
+        keys = _keys(self._prefix, room)
+        try:
+            reply = await self._changes(keys=[keys.rev, keys.log], args=[since])
+        except RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        rev = _parse_rev(room, reply[0])
+        if since == rev:
+            return []
+        if since > rev or len(reply) < 2:
+            return None
+        entries = [_parse_entry(room, text) for text in reply[1]]
+        expected = list(range(since + 1, rev + 1))
+        if None in entries or [e.rev for e in entries if e is not None] != expected:
+            return None
+        return [e for e in entries if e is not None]
+
+    async def watch(self, room: str) -> None:
+        await self._feed.subscribe(_keys(self._prefix, room).channel)
+
+    async def unwatch(self, room: str) -> None:
+        await self._feed.unsubscribe(_keys(self._prefix, room).channel)
+
+    def set_listener(self, listener: ChangeListener) -> None:
+        self._feed.listener = listener
+
+    async def ping(self) -> None:
+        try:
+            await self._redis.ping()
+        except RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def close(self) -> None:
+        await self._feed.close()
+        await self._redis.aclose()
+        await self._writer.aclose()
+
+
+def _parse_rev(room: str, raw: object) -> int:
+    if raw is None:
+        return 0
+    try:
+        return int(str(raw))
+    except ValueError:
+        log.error("room %r: stored rev %r is not a number; read as 0", room, raw)
+        return 0
+
+
+def _parse_entry(room: str, text: str) -> CommittedChange | None:
+    try:
+        return CommittedChange.from_wire(room, json.loads(text))
+    except ValueError:
+        log.warning("room %r: log entry is not valid; history treated as lost", room)
+        return None

@@ -1,0 +1,110 @@
+"""The Redis side of the change feed: one pub/sub connection, one channel per watched room.
+
+A node subscribes only to rooms it has members in, so it never receives, let alone decodes,
+another room's traffic. Every message comes from the commit script itself, so per room the
+messages arrive in rev order.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from kpk_io.change import CommittedChange
+from kpk_io.store.base import ChangeListener, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+_CONFIRM_TIMEOUT = 5.0
+_MAX_BACKOFF = 5.0
+
+
+class RedisFeed:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.listener: ChangeListener | None = None
+        self._pubsub = redis.pubsub()
+        self._channels: set[str] = set()
+        self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def subscribe(self, channel: str) -> None:
+        """Return once Redis confirms the subscription, so no later commit is missed."""
+        confirmed = asyncio.get_running_loop().create_future()
+        self._confirmations.setdefault(channel, []).append(confirmed)
+        self._channels.add(channel)
+        try:
+            await self._pubsub.subscribe(channel)
+            self._start_reader()
+            await asyncio.wait_for(asyncio.shield(confirmed), _CONFIRM_TIMEOUT)
+        except (RedisError, TimeoutError) as exc:
+            self._channels.discard(channel)
+            raise StoreUnavailable(f"cannot subscribe to {channel}: {exc!r}") from exc
+        finally:
+            waiting = self._confirmations.get(channel, [])
+            if confirmed in waiting:
+                waiting.remove(confirmed)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)
+        with contextlib.suppress(RedisError):
+            await self._pubsub.unsubscribe(channel)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        with contextlib.suppress(RedisError):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _start_reader(self) -> None:
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read(), name="kpk-io redis feed")
+
+    async def _read(self) -> None:
+        backoff = 0.1
+        interrupted = False
+        while True:
+            try:
+                if interrupted and self._channels:
+                    # redis-py resubscribes on reconnect; subscribing again makes the
+                    # reconnect happen now rather than at the next read.
+                    await self._pubsub.subscribe(*self._channels)
+                message = await self._pubsub.get_message(timeout=1.0)
+            except (RedisError, OSError) as exc:
+                if not interrupted:
+                    log.error("change feed lost: %r; reconnecting", exc)
+                interrupted = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+                continue
+            if interrupted:
+                interrupted, backoff = False, 0.1
+                log.warning("change feed restored; rooms catch up from their logs")
+                if self.listener is not None:
+                    self.listener.on_feed_restored()
+            if message is not None:
+                self._dispatch(message)
+
+    def _dispatch(self, message: dict[str, object]) -> None:
+        kind, channel = message.get("type"), str(message.get("channel"))
+        if kind == "subscribe":
+            for confirmed in self._confirmations.pop(channel, []):
+                if not confirmed.done():
+                    confirmed.set_result(None)
+        elif kind == "message" and self.listener is not None:
+            committed = _parse_message(str(message.get("data")))
+            if committed is not None:
+                self.listener.on_change(committed)
+
+
+def _parse_message(text: str) -> CommittedChange | None:
+    try:
+        data = json.loads(text)
+        return CommittedChange.from_wire(str(data["room"]), data["entry"], data.get("origin"))
+    except (ValueError, KeyError, TypeError):
+        log.error("change feed: message is not valid, skipped: %.200s", text)
+        return None
