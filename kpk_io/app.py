@@ -5,10 +5,12 @@ import logging
 
 from aiohttp import web
 
+from kpk_io.api import add_api_routes
 from kpk_io.config import Settings
 from kpk_io.handlers import Handlers
 from kpk_io.hub import Hub
 from kpk_io.metrics import Metrics
+from kpk_io.pages import add_page_routes
 from kpk_io.server import build_server
 from kpk_io.store.base import StateStore, StoreUnavailable
 from kpk_io.store.memory import MemoryStateStore
@@ -44,6 +46,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
+    add_api_routes(app, store, settings, metrics)
+    add_page_routes(app)
 
     async def drain(app: web.Application) -> None:
         await _drain(handlers, settings.shutdown_timeout)

@@ -1,0 +1,170 @@
+"""The Python client: rooms whose state follows the server's, with local changes applied at once.
+
+    async with KpkClient("http://127.0.0.1:8000") as client:
+        room = await client.join("kpk/notes/acme/q1/intro")
+        room.set("title", "Q1 plan")
+        await room.flush()
+        print(room.state, room.rev)
+
+Reconnection is python-socketio's own (exponential backoff with jitter). After every
+reconnect each room is joined again, brought up to date with `sync`, and changes that were
+never acknowledged are sent again; one whose ack was lost is recognised by its id in the sync
+result and is not sent twice. docs/protocol.md describes the algorithm.
+"""
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import socketio
+
+from kpk_io.change import JSON, CommittedChange
+from kpk_io.client_room import KpkError, Room, RoomLink
+from kpk_io.protocol import ErrorCode, Event
+
+log = logging.getLogger(__name__)
+
+__all__ = ["KpkClient", "KpkError", "Room"]
+
+
+class KpkClient:
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+        transports: list[str] | None = None,
+        request_timeout: float = 10.0,
+        reconnection_delay: float = 0.5,
+        reconnection_delay_max: float = 5.0,
+    ) -> None:
+        self.url = url
+        self._auth = auth
+        self._transports = transports
+        self._timeout = request_timeout
+        self._id_prefix = secrets.token_hex(4)
+        self._counter = 0
+        self._rooms: dict[str, Room] = {}
+        self._pending: set[asyncio.Future[dict[str, JSON]]] = set()
+        self.sio = socketio.AsyncClient(
+            reconnection=True,
+            reconnection_delay=reconnection_delay,
+            reconnection_delay_max=reconnection_delay_max,
+            request_timeout=request_timeout,
+        )
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on(Event.UPDATE.value, self._on_update)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.sio.connected)
+
+    async def connect(self) -> None:
+        await self.sio.connect(
+            self.url, auth=self._auth, transports=self._transports, wait_timeout=self._timeout
+        )
+
+    async def close(self) -> None:
+        for room in list(self._rooms.values()):
+            await room.flush(timeout=self._timeout)
+        await self.sio.shutdown()
+
+    async def __aenter__(self) -> "KpkClient":
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def join(self, room_id: str) -> Room:
+        """Join a room and return its live handle (the same handle when joined already)."""
+        room = self._rooms.get(room_id)
+        if room is None:
+            room = Room(room_id, _Link(self))
+            self._rooms[room_id] = room
+        try:
+            await room.rejoin()
+        except KpkError:
+            self._rooms.pop(room_id, None)
+            raise
+        return room
+
+    async def leave(self, room_id: str) -> None:
+        room = self._rooms.pop(room_id, None)
+        if room is not None:
+            await room.flush(timeout=self._timeout)
+            room.close()
+            await self.request(Event.LEAVE, {"room": room_id})
+
+    async def request(self, event: Event, payload: dict[str, JSON]) -> dict[str, JSON]:
+        """Send one request; return its ok ack or raise KpkError (code `disconnected` or
+        `timeout` when no ack came)."""
+        future: asyncio.Future[dict[str, JSON]] = asyncio.get_running_loop().create_future()
+
+        def answer(ack: object = None, *rest: object) -> None:
+            if not future.done():
+                future.set_result(ack if isinstance(ack, dict) else {"ok": False})
+
+        self._pending.add(future)
+        try:
+            await self.sio.emit(event.value, payload, callback=answer)
+            ack = await asyncio.wait_for(future, self._timeout)
+        except socketio.exceptions.BadNamespaceError:
+            raise KpkError("disconnected", "not connected") from None
+        except TimeoutError:
+            raise KpkError("timeout", f"no answer to {event.value} in {self._timeout}s") from None
+        finally:
+            self._pending.discard(future)
+        if not ack.get("ok"):
+            code = str(ack.get("error", ErrorCode.INTERNAL))
+            raise KpkError(code, str(ack.get("message", "")), ack)
+        return ack
+
+    def next_change_id(self) -> str:
+        self._counter += 1
+        return f"{self._id_prefix}-{self._counter}"
+
+    async def _on_connect(self) -> None:
+        for room in list(self._rooms.values()):
+            room.reconnected()
+
+    async def _on_disconnect(self, reason: object = None) -> None:
+        for future in list(self._pending):
+            if not future.done():
+                future.set_exception(KpkError("disconnected", "connection lost"))
+        for room in self._rooms.values():
+            room.disconnected()
+
+    async def _on_update(self, data: object) -> None:
+        if not isinstance(data, dict):
+            return
+        room = self._rooms.get(str(data.get("room")))
+        if room is None:
+            return
+        try:
+            committed = CommittedChange.from_wire(room.name, data)
+        except ValueError:
+            log.error("malformed update for %r ignored", room.name)
+            return
+        room.remote(committed)
+
+
+class _Link(RoomLink):
+    """What a Room needs from its client."""
+
+    def __init__(self, client: KpkClient) -> None:
+        self._client = client
+
+    async def request(self, event: Event, payload: dict[str, JSON]) -> dict[str, JSON]:
+        return await self._client.request(event, payload)
+
+    def next_change_id(self) -> str:
+        return self._client.next_change_id()
+
+    @property
+    def connected(self) -> bool:
+        return self._client.connected
+

@@ -1,0 +1,283 @@
+"""One room as the Python client sees it: the confirmed state and the local changes on top.
+
+`confirmed` is the state at `rev` as the server has it. Incoming updates and this client's
+own acknowledged commits are applied to it strictly in rev order; an update further ahead is
+held while an ack of ours may still fill the gap, and otherwise triggers a sync. Local
+changes wait in `pending` (merged) and go out one update at a time.
+"""
+
+import asyncio
+import copy
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
+
+from kpk_io.change import JSON, Change, CommittedChange, State
+from kpk_io.protocol import Event
+
+log = logging.getLogger(__name__)
+
+_RETRY_DELAY = 0.5
+# Refusals after which the same change could never succeed: it is dropped.
+_TRANSIENT = {"unavailable", "internal", "disconnected", "timeout", "not_joined"}
+
+
+class KpkError(Exception):
+    """A request the server refused; `code` is one of the protocol's error codes, or
+    `disconnected` / `timeout` when no answer came."""
+
+    def __init__(self, code: str, message: str, ack: Mapping[str, JSON] | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.ack = dict(ack or {})
+
+
+class RoomLink(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+    async def request(self, event: Event, payload: dict[str, JSON]) -> dict[str, JSON]: ...
+
+    def next_change_id(self) -> str: ...
+
+
+Listener = Callable[["Room", CommittedChange], None]
+
+
+class Room:
+    def __init__(self, name: str, link: RoomLink) -> None:
+        self.name = name
+        self._link = link
+        self._confirmed: State = {}
+        self.rev = 0
+        self._own: dict[int, Change] = {}
+        self._held: dict[int, CommittedChange] = {}
+        self._in_flight: tuple[str, Change] | None = None
+        self._pending: Change | None = None
+        self._joined = False
+        self._closed = False
+        self._changed = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._listeners: list[Listener] = []
+        self._sender: asyncio.Task[None] | None = None
+        self._resumer: asyncio.Task[None] | None = None
+        self._syncing = asyncio.Lock()
+        self.last_error: KpkError | None = None
+
+    @property
+    def state(self) -> State:
+        """The state as this client sees it: confirmed, then its own changes on top."""
+        view = copy.deepcopy(self._confirmed)
+        for rev in sorted(self._own):
+            self._own[rev].apply_to(view)
+        for change in (self._in_flight[1] if self._in_flight else None, self._pending):
+            if change is not None:
+                change.apply_to(view)
+        return view
+
+    @property
+    def has_unsent(self) -> bool:
+        return self._in_flight is not None or self._pending is not None
+
+    def on_change(self, listener: Listener) -> None:
+        """Call `listener(room, change)` for each change another member made."""
+        self._listeners.append(listener)
+
+    def set(self, field: str, value: JSON) -> None:
+        self.update(Change({field: value}))
+
+    def unset(self, field: str) -> None:
+        self.update(Change(unset=(field,)))
+
+    def replace(self, state: Mapping[str, JSON]) -> None:
+        self.update(Change(dict(state), replace=True))
+
+    def update(self, change: Change) -> None:
+        """Apply a local change now; it is sent (merged with others) as soon as possible."""
+        self._pending = change if self._pending is None else _merge(self._pending, change)
+        self._idle.clear()
+        self._kick()
+
+    async def commit(
+        self, change: Change, *, rev: int | None = None, change_id: str | None = None
+    ) -> int:
+        """Send one update now and return its rev; raises KpkError (e.g. `conflict`)."""
+        await self.flush()
+        change_id = change_id or self._link.next_change_id()
+        ack = await self._link.request(Event.UPDATE, _payload(self.name, change, change_id, rev))
+        self._acknowledged(int(ack["rev"]), change)
+        return int(ack["rev"])
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every local change is acknowledged."""
+        async with asyncio.timeout(timeout):
+            await self._idle.wait()
+
+    async def wait_for(self, condition: Callable[[State], bool], timeout: float = 5.0) -> State:
+        """Wait until `condition(state)` holds and return that state."""
+        async with asyncio.timeout(timeout):
+            while not condition(state := self.state):
+                self._changed.clear()
+                await self._changed.wait()
+        return state
+
+    async def rejoin(self) -> None:
+        """Join on the current connection and catch up from `rev`."""
+        ack = await self._link.request(Event.JOIN, {"room": self.name})
+        self._joined = True
+        if not self.rev and not self._own:
+            self._reset(int(ack["rev"]), dict(ack["state"]))
+        elif int(ack["rev"]) != self.rev:
+            await self.sync()
+        self._kick()
+
+    async def sync(self) -> None:
+        async with self._syncing:
+            ack = await self._link.request(Event.SYNC, {"room": self.name, "since": self.rev})
+            if "state" in ack:
+                self._reset(int(ack["rev"]), dict(ack["state"]))
+                return
+            for body in ack["changes"]:
+                self.remote(CommittedChange.from_wire(self.name, body), sync=False)
+
+    def remote(self, committed: CommittedChange, *, sync: bool = True) -> None:
+        """An update from the server (or from a sync result)."""
+        if committed.rev <= self.rev:
+            return
+        if self._in_flight is not None and committed.id == self._in_flight[0]:
+            self._in_flight = None  # our change, whose ack was lost
+            self._own[committed.rev] = committed.change
+        else:
+            self._held[committed.rev] = committed
+        self._advance()
+        if sync and self._held and self._in_flight is None:
+            self._spawn_resume(self.sync)
+
+    def disconnected(self) -> None:
+        self._joined = False
+
+    def reconnected(self) -> None:
+        self._spawn_resume(self.rejoin, restart=True)
+
+    def close(self) -> None:
+        self._closed = True
+        for task in (self._sender, self._resumer):
+            if task is not None:
+                task.cancel()
+
+    def _acknowledged(self, rev: int, change: Change) -> None:
+        if rev > self.rev:
+            self._own[rev] = change
+        self._advance()
+
+    def _advance(self) -> None:
+        """Apply to `confirmed` everything now contiguous with `rev`."""
+        while True:
+            following = self.rev + 1
+            if following in self._held:
+                committed = self._held.pop(following)
+                self._own.pop(following, None)
+                committed.change.apply_to(self._confirmed)
+                for listener in self._listeners:
+                    listener(self, committed)
+            elif following in self._own:
+                self._own.pop(following).apply_to(self._confirmed)
+            else:
+                break
+            self.rev = following
+        self._changed.set()
+
+    def _reset(self, rev: int, state: State) -> None:
+        self._confirmed, self.rev = state, rev
+        self._own = {r: c for r, c in self._own.items() if r > rev}
+        self._held = {r: c for r, c in self._held.items() if r > rev}
+        self._advance()
+
+    def _kick(self) -> None:
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_all())
+
+    async def _send_all(self) -> None:
+        while not self._closed and self._joined and self._link.connected:
+            if self._in_flight is None:
+                if self._pending is None:
+                    break
+                self._in_flight = (self._link.next_change_id(), self._pending)
+                self._pending = None
+            change_id, change = self._in_flight
+            try:
+                ack = await self._link.request(
+                    Event.UPDATE, _payload(self.name, change, change_id, None)
+                )
+            except KpkError as exc:
+                if not await self._refused(exc):
+                    return
+                continue
+            if self._in_flight is not None and self._in_flight[0] == change_id:
+                self._in_flight = None
+                self._acknowledged(int(ack["rev"]), change)
+        if not self.has_unsent:
+            self._idle.set()
+
+    async def _refused(self, exc: KpkError) -> bool:
+        """Handle a refused update; True to go on sending now."""
+        self.last_error = exc
+        if exc.code not in _TRANSIENT:
+            log.error("room %r: change dropped, the server refused it: %s", self.name, exc)
+            self._in_flight = None
+            self._changed.set()
+            return True
+        if exc.code in {"disconnected", "timeout"}:
+            return False  # kept in flight; resolved by the sync after reconnecting
+        await asyncio.sleep(_RETRY_DELAY)
+        return True
+
+    def _spawn_resume(self, step: Callable[[], Awaitable[None]], *, restart: bool = False) -> None:
+        """Run `step` (rejoin or sync) in the background, retrying while connected."""
+
+        async def run() -> None:
+            delay = _RETRY_DELAY
+            while not self._closed and self._link.connected:
+                try:
+                    await step()
+                    break
+                except KpkError as exc:
+                    self.last_error = exc
+                    log.warning("room %r: %s; retrying", self.name, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            self._kick()
+
+        running = self._resumer is not None and not self._resumer.done()
+        if running and not restart:
+            return
+        if running and self._resumer is not None:
+            self._resumer.cancel()
+        self._resumer = asyncio.create_task(run())
+
+
+def _merge(first: Change, then: Change) -> Change:
+    """One change with the effect of `first` followed by `then`."""
+    if then.replace:
+        return then
+    fields = {k: v for k, v in first.set.items() if k not in then.unset}
+    fields.update(then.set)
+    unset = tuple(n for n in first.unset if n not in then.set) + tuple(
+        n for n in then.unset if n not in first.unset
+    )
+    return Change(fields, () if first.replace else unset, first.replace)
+
+
+def _payload(room: str, change: Change, change_id: str, rev: int | None) -> dict[str, JSON]:
+    body: dict[str, JSON] = {"room": room, "id": change_id}
+    if change.set or not (change.unset or change.replace):
+        body["set"] = dict(change.set)
+    if change.unset:
+        body["unset"] = list(change.unset)
+    if change.replace:
+        body["replace"] = True
+    if rev is not None:
+        body["rev"] = rev
+    return body

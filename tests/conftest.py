@@ -1,0 +1,55 @@
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.processes import KpkServer, RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One private redis-server for the session; tests keep apart by key prefix."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server this test alone may stop, kill and restart."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}:"
+
+
+StartKpk = Callable[..., KpkServer]
+
+
+@pytest.fixture
+def start_kpk() -> Iterator[StartKpk]:
+    """Start `kpk-io serve` processes; every one is stopped after the test."""
+    servers: list[KpkServer] = []
+
+    def start(*flags: str, env: dict[str, str] | None = None) -> KpkServer:
+        server = KpkServer(*flags, env=env)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.kill()
+        server.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def redis_kpk(start_kpk: StartKpk, redis_server: RedisServer, key_prefix: str) -> KpkServer:
+    """One kpk-io process on the session Redis, under this test's key prefix."""
+    return start_kpk("--redis-url", redis_server.url, "--key-prefix", key_prefix)
