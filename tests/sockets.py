@@ -1,0 +1,59 @@
+"""Real python-socketio clients for tests."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import socketio
+
+Ack = dict[str, Any]
+
+
+class Member:
+    """A raw Socket.IO connection that records every `update` event it receives."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.updates: list[dict[str, Any]] = []
+        self.sio.on("update", self.updates.append)
+
+    async def connect(self) -> "Member":
+        await self.sio.connect(self.url, transports=["websocket"], wait_timeout=10)
+        return self
+
+    async def call(self, event: str, *data: Any, timeout: float = 10) -> Any:
+        return await self.sio.call(event, data[0] if len(data) == 1 else data or None,
+                                   timeout=timeout)
+
+    async def join(self, room: str) -> Ack:
+        ack: Ack = await self.call("join", {"room": room})
+        assert ack["ok"], ack
+        return ack
+
+    async def update(self, room: str, **body: Any) -> Ack:
+        ack: Ack = await self.call("update", {"room": room, **body})
+        return ack
+
+    def updates_of(self, room: str) -> list[dict[str, Any]]:
+        return [u for u in self.updates if u["room"] == room]
+
+    async def wait_updates(self, room: str, count: int, timeout: float = 10) -> list[Ack]:
+        async with asyncio.timeout(timeout):
+            while len(self.updates_of(room)) < count:
+                await asyncio.sleep(0.005)
+        return self.updates_of(room)
+
+    async def close(self) -> None:
+        await self.sio.disconnect()
+
+
+@asynccontextmanager
+async def members(*urls: str) -> AsyncIterator[list[Member]]:
+    made = [await Member(url).connect() for url in urls]
+    try:
+        yield made
+    finally:
+        for member in made:
+            await member.close()

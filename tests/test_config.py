@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import pytest
+
+from kpk_io.config import ConfigError, Settings, load_settings
+
+
+def test_defaults_when_nothing_is_given() -> None:
+    assert load_settings({}, {}) == Settings()
+
+
+def test_flags_beat_environment_beat_file(tmp_path: Path) -> None:
+    file = tmp_path / "kpk-io.toml"
+    file.write_text('port = 7001\nhost = "0.0.0.0"\nkey_prefix = "f:"\nhistory = 50\n')
+    env = {"KPK_IO_CONFIG": str(file), "KPK_IO_PORT": "7002", "KPK_IO_KEY_PREFIX": "e:"}
+    settings = load_settings({"port": "7003", "host": None}, env)
+    assert settings.port == 7003
+    assert settings.key_prefix == "e:"
+    assert settings.host == "0.0.0.0"
+    assert settings.history == 50
+
+
+def test_values_are_parsed() -> None:
+    env = {
+        "KPK_IO_REDIS_URL": "redis://h:1/2",
+        "KPK_IO_LOG_JSON": "yes",
+        "KPK_IO_CORS_ORIGINS": "https://a.example, https://b.example",
+        "KPK_IO_API_KEY": "s3cret",
+        "KPK_IO_SHUTDOWN_TIMEOUT": "2.5",
+    }
+    settings = load_settings({}, env)
+    assert settings.redis_url == "redis://h:1/2"
+    assert settings.log_json is True
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    assert settings.api_key == "s3cret"
+    assert settings.shutdown_timeout == 2.5
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "message"),
+    [
+        ({"port": "http"}, {}, "--port: expected a whole number"),
+        ({}, {"KPK_IO_PORT": "70000"}, "KPK_IO_PORT: expected a whole number from 0 to 65535"),
+        ({}, {"KPK_IO_REDIS_URL": "http://x"}, "KPK_IO_REDIS_URL: expected a URL"),
+        ({}, {"KPK_IO_KEY_PREFIX": "a{b}"}, "KPK_IO_KEY_PREFIX: must not contain"),
+        ({}, {"KPK_IO_LOG_JSON": "maybe"}, "KPK_IO_LOG_JSON: expected true or false"),
+        ({}, {"KPK_IO_LOG_LEVEL": "loud"}, "KPK_IO_LOG_LEVEL: expected one of"),
+        ({}, {"KPK_IO_HISTORY": "0"}, "KPK_IO_HISTORY: expected a whole number from 1"),
+    ],
+)
+def test_bad_values_name_their_source(flags: dict[str, object], env: dict[str, str],
+                                      message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(flags, env)
+
+
+def test_bad_file_is_reported(tmp_path: Path) -> None:
+    file = tmp_path / "bad.toml"
+    file.write_text("port = [\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings({"config": str(file)}, {})
+    file.write_text("colour = 'blue'\n")
+    with pytest.raises(ConfigError, match="unknown settings"):
+        load_settings({"config": str(file)}, {})
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings({"config": str(tmp_path / "missing.toml")}, {})

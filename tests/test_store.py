@@ -1,0 +1,199 @@
+"""The StateStore contract, run against every implementation."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from redis.crc import key_slot
+
+from kpk_io.change import Change, CommittedChange
+from kpk_io.store.base import Conflict, StateStore
+from kpk_io.store.memory import MemoryStateStore
+from kpk_io.store.redis import RedisStateStore, _keys
+from tests.processes import RedisServer
+
+ROOM = "kpk/notes/acme%20co/q1/intro"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.changes: list[CommittedChange] = []
+        self.restored = 0
+
+    def on_change(self, committed: CommittedChange) -> None:
+        self.changes.append(committed)
+
+    def on_feed_restored(self) -> None:
+        self.restored += 1
+
+    async def wait_for(self, count: int, timeout: float = 5.0) -> list[CommittedChange]:
+        async with asyncio.timeout(timeout):
+            while len(self.changes) < count:
+                await asyncio.sleep(0.005)
+        return self.changes
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(
+    request: pytest.FixtureRequest, redis_server: RedisServer, key_prefix: str
+) -> AsyncIterator[StateStore]:
+    made: StateStore
+    if request.param == "memory":
+        made = MemoryStateStore(history=5)
+    else:
+        made = RedisStateStore(redis_server.url, prefix=key_prefix, history=5)
+    yield made
+    await made.close()
+
+
+async def commit(store: StateStore, change: Change, **kw: object) -> CommittedChange:
+    result = await store.commit(ROOM, change, **kw)  # type: ignore[arg-type]
+    assert isinstance(result, CommittedChange)
+    return result
+
+
+async def test_a_room_never_written_is_empty_at_rev_0(store: StateStore) -> None:
+    snapshot = await store.snapshot(ROOM)
+    assert (snapshot.rev, snapshot.state) == (0, {})
+    assert await store.changes_since(ROOM, 0) == []
+
+
+async def test_each_commit_adds_one_to_rev(store: StateStore) -> None:
+    revs = [(await commit(store, Change({"n": i}))).rev for i in range(4)]
+    assert revs == [1, 2, 3, 4]
+    assert (await store.snapshot(ROOM)).rev == 4
+
+
+async def test_set_unset_and_replace(store: StateStore) -> None:
+    await commit(store, Change({"a": 1, "b": 2, "c": None}))
+    await commit(store, Change({"d": 4}, unset=("a", "missing")))
+    assert (await store.snapshot(ROOM)).state == {"b": 2, "c": None, "d": 4}
+    await commit(store, Change({"e": 5}, replace=True))
+    assert (await store.snapshot(ROOM)).state == {"e": 5}
+    await commit(store, Change(replace=True))
+    assert (await store.snapshot(ROOM)).state == {}
+
+
+async def test_json_values_round_trip_exactly(store: StateStore) -> None:
+    values = {
+        "nested": {"a": [1, 2.5, {"b": [None, True, False]}], "": "empty key"},
+        "unicode": "ünï cödé 🎉 \u2028 \"quotes\" \\ / <tag>",
+        "null": None,
+        "max_safe": 2**53 - 1,
+        "min_safe": -(2**53 - 1),
+        "float": 0.1,
+        "big": 10**30,
+        "empty": {},
+        "list": [],
+        "zero": 0,
+        "ünïcode field 🎉": "x",
+    }
+    await commit(store, Change(values))
+    snapshot = await store.snapshot(ROOM)
+    assert snapshot.state == values
+    assert type(snapshot.state["max_safe"]) is int
+    assert (await store.changes_since(ROOM, 0))[0].change.set == values  # type: ignore[index]
+
+
+async def test_compare_and_set(store: StateStore) -> None:
+    await commit(store, Change({"a": 1}))
+    assert await store.commit(ROOM, Change({"a": 2}), base_rev=0) == Conflict(1)
+    assert (await store.snapshot(ROOM)).state == {"a": 1}
+    done = await commit(store, Change({"a": 3}), base_rev=1)
+    assert done.rev == 2
+    assert (await store.snapshot(ROOM)).state == {"a": 3}
+
+
+async def test_changes_since_in_order_until_history_runs_out(store: StateStore) -> None:
+    for i in range(1, 8):
+        await commit(store, Change({"n": i}), change_id=f"c{i}")
+    kept = await store.changes_since(ROOM, 3)
+    assert kept is not None
+    assert [(c.rev, c.change.set["n"], c.id) for c in kept] == [
+        (4, 4, "c4"), (5, 5, "c5"), (6, 6, "c6"), (7, 7, "c7")
+    ]
+    assert await store.changes_since(ROOM, 7) == []
+    assert await store.changes_since(ROOM, 1) is None  # history is 5: rev 2 is gone
+    assert await store.changes_since(ROOM, 99) is None  # a rev from the future
+
+
+async def test_concurrent_writers_to_different_fields_lose_nothing(store: StateStore) -> None:
+    async def writer(name: str) -> None:
+        for i in range(20):
+            await commit(store, Change({f"{name}{i}": i}))
+
+    await asyncio.gather(*(writer(w) for w in "abc"))
+    snapshot = await store.snapshot(ROOM)
+    assert snapshot.rev == 60
+    assert snapshot.state == {f"{w}{i}": i for w in "abc" for i in range(20)}
+
+
+async def test_watchers_get_each_commit_in_order_with_its_origin(store: StateStore) -> None:
+    recorder = Recorder()
+    store.set_listener(recorder)
+    await store.commit("other room", Change({"x": 1}))
+    await store.watch(ROOM)
+    await asyncio.gather(*(commit(store, Change({"n": i}), origin=f"sid{i}") for i in range(10)))
+    seen = await recorder.wait_for(10)
+    assert [c.rev for c in seen] == list(range(1, 11))
+    assert {c.origin for c in seen} == {f"sid{i}" for i in range(10)}
+    assert all(c.room == ROOM for c in seen)
+    await store.unwatch(ROOM)
+    await commit(store, Change({"after": True}))
+    await store.watch("other room")
+    await store.commit("other room", Change({"x": 2}))
+    await recorder.wait_for(11)
+    assert [c.room for c in recorder.changes] == [ROOM] * 10 + ["other room"]
+
+
+async def test_look_alike_rooms_are_distinct(store: StateStore) -> None:
+    rooms = ["a_b/c", "a/b_c", "x%2Fy", "x/y", "{braces}:colons", "{braces}", "A", "a", "a "]
+    for index, room in enumerate(rooms):
+        await store.commit(room, Change({"i": index}))
+    for index, room in enumerate(rooms):
+        snapshot = await store.snapshot(room)
+        assert (snapshot.rev, snapshot.state) == (1, {"i": index})
+
+
+async def test_redis_keys_of_a_room_share_one_cluster_slot(key_prefix: str) -> None:
+    for room in ["plain", "{braces}:colons", "}{", "ünï cödé 🎉", "a/b%2Fc"]:
+        keys = _keys(key_prefix, room)
+        assert len({key_slot(k.encode()) for k in (keys.state, keys.rev, keys.log)}) == 1
+    assert _keys(key_prefix, "a}b") != _keys(key_prefix, "a%7Db")
+
+
+async def test_redis_store_skips_corrupt_fields(redis_server: RedisServer, key_prefix: str) -> None:
+    store = RedisStateStore(redis_server.url, prefix=key_prefix)
+    raw = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await store.commit(ROOM, Change({"good": 1}))
+        keys = _keys(key_prefix, ROOM)
+        await raw.hset(keys.state, "bad", "{not json")
+        await raw.rpush(keys.log, "garbage")
+        await raw.set(keys.rev, "2")
+        snapshot = await store.snapshot(ROOM)
+        assert snapshot.state == {"good": 1}
+        assert await store.changes_since(ROOM, 0) is None  # the log is unusable: full state
+        assert (await commit(store, Change({"next": 2}))).rev == 3
+    finally:
+        await raw.aclose()
+        await store.close()
+
+
+async def test_redis_commit_is_unavailable_when_redis_is_down(own_redis: RedisServer) -> None:
+    from kpk_io.store.base import StoreUnavailable
+
+    store = RedisStateStore(own_redis.url)
+    try:
+        await store.commit(ROOM, Change({"a": 1}))
+        own_redis.stop()
+        with pytest.raises(StoreUnavailable):
+            await store.commit(ROOM, Change({"a": 2}))
+        with pytest.raises(StoreUnavailable):
+            await store.ping()
+        own_redis.start()
+        assert (await commit(store, Change({"a": 3}))).rev == 2
+        assert (await store.snapshot(ROOM)).state == {"a": 3}
+    finally:
+        await store.close()
