@@ -1,11 +1,12 @@
 """Real python-socketio clients for tests."""
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import socketio
+
+from tests.polling import eventually
 
 Ack = dict[str, Any]
 
@@ -40,9 +41,8 @@ class Member:
         return [u for u in self.updates if u["room"] == room]
 
     async def wait_updates(self, room: str, count: int, timeout: float = 10) -> list[Ack]:
-        async with asyncio.timeout(timeout):
-            while len(self.updates_of(room)) < count:
-                await asyncio.sleep(0.005)
+        await eventually(lambda: len(self.updates_of(room)) >= count, timeout,
+                         f"{count} updates of {room!r}")
         return self.updates_of(room)
 
     async def close(self) -> None:

@@ -8,9 +8,10 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from kpk_io.change import Change, CommittedChange
-from kpk_io.store.base import Conflict, StateStore
+from kpk_io.store.base import Conflict, StateStore, StoreUnavailable
 from kpk_io.store.memory import MemoryStateStore
 from kpk_io.store.redis import RedisStateStore, _keys
+from tests.polling import eventually
 from tests.processes import RedisServer
 
 ROOM = "kpk/notes/acme%20co/q1/intro"
@@ -28,9 +29,7 @@ class Recorder:
         self.restored += 1
 
     async def wait_for(self, count: int, timeout: float = 5.0) -> list[CommittedChange]:
-        async with asyncio.timeout(timeout):
-            while len(self.changes) < count:
-                await asyncio.sleep(0.005)
+        await eventually(lambda: len(self.changes) >= count, timeout, f"{count} changes")
         return self.changes
 
 
@@ -76,7 +75,7 @@ async def test_set_unset_and_replace(store: StateStore) -> None:
 
 
 async def test_json_values_round_trip_exactly(store: StateStore) -> None:
-    values = {
+    values: dict[str, object] = {
         "nested": {"a": [1, 2.5, {"b": [None, True, False]}], "": "empty key"},
         "unicode": "ünï cödé 🎉 \u2028 \"quotes\" \\ / <tag>",
         "null": None,
@@ -182,8 +181,6 @@ async def test_redis_store_skips_corrupt_fields(redis_server: RedisServer, key_p
 
 
 async def test_redis_commit_is_unavailable_when_redis_is_down(own_redis: RedisServer) -> None:
-    from kpk_io.store.base import StoreUnavailable
-
     store = RedisStateStore(own_redis.url)
     try:
         await store.commit(ROOM, Change({"a": 1}))
