@@ -1,0 +1,211 @@
+"""Publishing from outside a Socket.IO connection: read, change and clear rooms.
+
+For code that does not run the server (a Django view, a Celery task, a cron script), straight
+against Redis:
+
+    async with AsyncPublisher("redis://redis:6379/0") as publisher:
+        rev = await publisher.update("kpk/notes/acme/q1/intro", {"title": "Q1"})
+
+    with Publisher("redis://redis:6379/0") as publisher:  # blocking, for sync code
+        publisher.delete("kpk/notes/acme/q1/intro")
+
+A change is checked by the same parser as the `update` event and committed by the same Redis
+script as the server's, so it is atomic, gets the room's next rev, and reaches every member on
+every node like any other update (it has no origin, so no member is skipped). The HTTP API
+(api.py) commits through the functions below on the server's own store.
+"""
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from kpk_io.change import JSON, Snapshot
+from kpk_io.protocol import (
+    ErrorCode,
+    ProtocolError,
+    UpdateRequest,
+    parse_room_request,
+    parse_update,
+)
+from kpk_io.store.base import Conflict, StateStore, StoreUnavailable
+from kpk_io.store.redis import DEFAULT_HISTORY, DEFAULT_PREFIX, RedisStateStore
+
+__all__ = ["AsyncPublisher", "PublishError", "Publisher"]
+
+T = TypeVar("T")
+
+
+class PublishError(Exception):
+    """A refused or failed publish; nothing changed. `code` is a protocol error code and
+    `rev` the room's current rev when the code is `conflict`."""
+
+    def __init__(self, code: ErrorCode, message: str, rev: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.rev = rev
+
+
+def parse_change(data: object) -> UpdateRequest:
+    """Check an update given as the `update` event's body (room included)."""
+    with _refusals():
+        return parse_update(data)
+
+
+def clear_request(room: str) -> UpdateRequest:
+    """The update that empties a room: a replace with no fields, so revs stay monotonic and
+    members apply it like any other update."""
+    return parse_change({"room": room, "set": {}, "replace": True})
+
+
+async def read_room(store: StateStore, room: str) -> Snapshot:
+    with _refusals():
+        checked = parse_room_request({"room": room})
+        return await store.snapshot(checked)
+
+
+async def commit_change(store: StateStore, request: UpdateRequest) -> int:
+    """Commit a checked update and return its rev."""
+    with _refusals():
+        result = await store.commit(
+            request.room, request.change, base_rev=request.base_rev, change_id=request.id
+        )
+    if isinstance(result, Conflict):
+        message = f"the room is at rev {result.rev}"
+        raise PublishError(ErrorCode.CONFLICT, message, rev=result.rev)
+    return result.rev
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    try:
+        yield
+    except ProtocolError as exc:
+        raise PublishError(exc.code, exc.message) from None
+    except StoreUnavailable as exc:
+        message = f"the store cannot be reached; nothing changed ({exc})"
+        raise PublishError(ErrorCode.UNAVAILABLE, message) from exc
+
+
+class AsyncPublisher:
+    """Reads and changes rooms in the Redis the servers use.
+
+    `key_prefix` and `history` must match the servers' settings. Use one publisher in one
+    event loop (redis-py's connections belong to the loop that opened them).
+    """
+
+    def __init__(
+        self, redis_url: str, *, key_prefix: str = DEFAULT_PREFIX, history: int = DEFAULT_HISTORY
+    ) -> None:
+        self._store = RedisStateStore(redis_url, prefix=key_prefix, history=history)
+
+    async def get(self, room: str) -> Snapshot:
+        """The room's whole state and its rev."""
+        return await read_room(self._store, room)
+
+    async def update(
+        self,
+        room: str,
+        set: Mapping[str, JSON] | None = None,  # named as the protocol's field
+        *,
+        unset: Sequence[str] = (),
+        replace: bool = False,
+        rev: int | None = None,
+        change_id: str | None = None,
+    ) -> int:
+        """Commit a change as the `update` event does and return its rev; with `rev`, only if
+        the room is still at that rev (PublishError `conflict` otherwise)."""
+        body: dict[str, JSON] = {"room": room}
+        if set is not None:
+            body["set"] = dict(set) if isinstance(set, Mapping) else set
+        if unset:
+            body["unset"] = unset if isinstance(unset, str) else list(unset)
+        if replace:
+            body["replace"] = replace
+        if rev is not None:
+            body["rev"] = rev
+        if change_id is not None:
+            body["id"] = change_id
+        return await commit_change(self._store, parse_change(body))
+
+    async def delete(self, room: str) -> int:
+        """Empty the room (a replace with no fields) and return the new rev."""
+        return await commit_change(self._store, clear_request(room))
+
+    async def aclose(self) -> None:
+        await self._store.close()
+
+    async def __aenter__(self) -> "AsyncPublisher":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class Publisher:
+    """The blocking form of AsyncPublisher, for Django views, Celery tasks and scripts.
+
+    It runs an AsyncPublisher on a private event loop in a background thread, so it can be
+    shared by every thread of a process. Create it after the process forks (gunicorn and
+    Celery prefork workers): a thread does not survive fork().
+    """
+
+    def __init__(
+        self, redis_url: str, *, key_prefix: str = DEFAULT_PREFIX, history: int = DEFAULT_HISTORY
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="kpk-io publisher", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
+        self._publisher = self._run(_open(redis_url, key_prefix, history))
+
+    def get(self, room: str) -> Snapshot:
+        return self._run(self._publisher.get(room))
+
+    def update(
+        self,
+        room: str,
+        set: Mapping[str, JSON] | None = None,  # named as the protocol's field
+        *,
+        unset: Sequence[str] = (),
+        replace: bool = False,
+        rev: int | None = None,
+        change_id: str | None = None,
+    ) -> int:
+        change = self._publisher.update(
+            room, set, unset=unset, replace=replace, rev=rev, change_id=change_id
+        )
+        return self._run(change)
+
+    def delete(self, room: str) -> int:
+        return self._run(self._publisher.delete(room))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._run(self._publisher.aclose())
+        self._closed = True
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def __enter__(self) -> "Publisher":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self, call: Coroutine[Any, Any, T]) -> T:
+        if self._closed:
+            call.close()
+            raise RuntimeError("the publisher is closed")
+        return asyncio.run_coroutine_threadsafe(call, self._loop).result()
+
+
+async def _open(redis_url: str, key_prefix: str, history: int) -> AsyncPublisher:
+    # Made on the publisher's own loop, where its connections will be used.
+    return AsyncPublisher(redis_url, key_prefix=key_prefix, history=history)

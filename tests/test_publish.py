@@ -1,0 +1,183 @@
+"""kpk_io.publish against a real Redis, seen by real clients of real `kpk-io serve` processes."""
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from kpk_io.change import CommittedChange, Snapshot, State
+from kpk_io.client import KpkClient, Room
+from kpk_io.publish import AsyncPublisher, Publisher, PublishError
+from tests.conftest import StartKpk
+from tests.processes import KpkServer, RedisServer
+
+JoinEverywhere = Callable[[str], Awaitable[list[tuple[Room, list[CommittedChange]]]]]
+
+
+@pytest.fixture
+def nodes(start_kpk: StartKpk, redis_server: RedisServer, key_prefix: str) -> list[KpkServer]:
+    return [start_kpk("--redis-url", redis_server.url, "--key-prefix", key_prefix)
+            for _ in range(3)]
+
+
+@pytest.fixture
+async def join_everywhere(nodes: list[KpkServer]) -> AsyncIterator[JoinEverywhere]:
+    """A member of the room on every node, with the changes it saw from others."""
+    clients: list[KpkClient] = []
+
+    async def join(room_id: str) -> list[tuple[Room, list[CommittedChange]]]:
+        members = []
+        for node in nodes:
+            client = KpkClient(node.url, transports=["websocket"])
+            clients.append(client)
+            await client.connect()
+            room = await client.join(room_id)
+            members.append((room, record(room)))
+        return members
+
+    yield join
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def publisher(redis_server: RedisServer, key_prefix: str) -> AsyncIterator[AsyncPublisher]:
+    async with AsyncPublisher(redis_server.url, key_prefix=key_prefix) as publisher:
+        yield publisher
+
+
+def record(room: Room) -> list[CommittedChange]:
+    seen: list[CommittedChange] = []
+    room.on_change(lambda _room, change: seen.append(change))
+    return seen
+
+
+async def reach(room: Room, rev: int) -> State:
+    """The member's state once it has applied every change up to `rev`."""
+    return await room.wait_for(lambda _state: room.rev >= rev)
+
+
+def wire(changes: list[CommittedChange]) -> list[dict[str, object]]:
+    return [change.to_wire() for change in changes]
+
+
+async def test_async_updates_reach_members_on_every_node(
+    publisher: AsyncPublisher, join_everywhere: JoinEverywhere
+) -> None:
+    members = await join_everywhere("kpk/notes/acme/q1/intro")
+
+    first = await publisher.update("kpk/notes/acme/q1/intro", {"title": "Q1", "n": 1})
+    second = await publisher.update(
+        "kpk/notes/acme/q1/intro", {"n": 2}, unset=["title"], rev=1, change_id="cron-7"
+    )
+
+    assert (first, second) == (1, 2)
+    for room, seen in members:
+        assert await reach(room, 2) == {"n": 2}
+        assert [(c.rev, c.id) for c in seen] == [(1, None), (2, "cron-7")]
+    assert await publisher.get("kpk/notes/acme/q1/intro") == Snapshot(2, {"n": 2})
+
+
+async def test_async_delete_is_a_replace_members_apply(
+    publisher: AsyncPublisher, join_everywhere: JoinEverywhere
+) -> None:
+    await publisher.update("plan", {"a": 1, "b": 2})
+    members = await join_everywhere("plan")
+
+    assert await publisher.delete("plan") == 2
+
+    for room, seen in members:
+        assert await reach(room, 2) == {}
+        assert wire(seen) == [
+            {"room": "plan", "rev": 2, "set": {}, "unset": [], "replace": True}
+        ]
+    assert await publisher.get("plan") == Snapshot(2, {})
+
+
+async def test_sync_publisher_in_a_worker_thread_reaches_members(
+    redis_server: RedisServer, key_prefix: str, join_everywhere: JoinEverywhere
+) -> None:
+    members = await join_everywhere("plan")
+
+    def django_view() -> tuple[int, Snapshot, int]:
+        with Publisher(redis_server.url, key_prefix=key_prefix) as publisher:
+            rev = publisher.update("plan", {"title": "Q1"}, change_id="view-1")
+            return rev, publisher.get("plan"), publisher.delete("plan")
+
+    assert await asyncio.to_thread(django_view) == (1, Snapshot(1, {"title": "Q1"}), 2)
+    for room, seen in members:
+        assert await reach(room, 2) == {}
+        assert [(c.rev, c.id, c.change.replace) for c in seen] == [
+            (1, "view-1", False), (2, None, True)
+        ]
+
+
+def test_sync_publisher_in_plain_code(redis_server: RedisServer, key_prefix: str) -> None:
+    with Publisher(redis_server.url, key_prefix=key_prefix) as publisher:
+        assert publisher.update("plan", {"a": 1}, rev=0) == 1
+        with pytest.raises(PublishError) as refused:
+            publisher.update("plan", {"a": 2}, rev=0)
+        assert (refused.value.code, refused.value.rev) == ("conflict", 1)
+        with pytest.raises(PublishError) as refused:
+            publisher.update("undefined", {"a": 2})
+        assert refused.value.code == "invalid_room"
+        assert publisher.get("plan") == Snapshot(1, {"a": 1})
+
+    with pytest.raises(RuntimeError, match="closed"):
+        publisher.get("plan")
+
+
+async def test_a_stale_rev_is_a_conflict_carrying_the_current_rev(
+    publisher: AsyncPublisher,
+) -> None:
+    await publisher.update("plan", {"a": 1})
+
+    with pytest.raises(PublishError) as refused:
+        await publisher.update("plan", {"a": 2}, rev=0)
+
+    assert (refused.value.code, refused.value.rev) == ("conflict", 1)
+    assert await publisher.get("plan") == Snapshot(1, {"a": 1})
+
+
+@pytest.mark.parametrize(
+    ("call", "code"),
+    [
+        (lambda p: p.update("plan"), "invalid_update"),
+        (lambda p: p.update("plan", {"a": math.nan}), "invalid_update"),
+        (lambda p: p.update("plan", {"a": 1}, unset=["a"]), "invalid_update"),
+        (lambda p: p.update("plan", unset="ab"), "invalid_update"),
+        (lambda p: p.update("plan", {"a": 1}, rev=-1), "invalid_update"),
+        (lambda p: p.update("plan", {"a": 1}, change_id=""), "invalid_update"),
+        (lambda p: p.update("", {"a": 1}), "invalid_room"),
+        (lambda p: p.update("null", {"a": 1}), "invalid_room"),
+        (lambda p: p.get("a\x00b"), "invalid_room"),
+        (lambda p: p.delete("x" * 257), "invalid_room"),
+    ],
+)
+async def test_bad_input_is_refused_with_protocol_codes(
+    publisher: AsyncPublisher,
+    call: Callable[[AsyncPublisher], Awaitable[object]],
+    code: str,
+) -> None:
+    with pytest.raises(PublishError) as refused:
+        await call(publisher)
+
+    assert refused.value.code == code
+    assert await publisher.get("plan") == Snapshot(0, {})
+
+
+async def test_an_unreachable_redis_is_unavailable(own_redis: RedisServer) -> None:
+    own_redis.kill()
+
+    async with AsyncPublisher(own_redis.url) as publisher:
+        with pytest.raises(PublishError) as refused:
+            await publisher.update("plan", {"a": 1})
+    assert refused.value.code == "unavailable"
+
+    def blocking() -> PublishError:
+        with Publisher(own_redis.url) as publisher, pytest.raises(PublishError) as caught:
+            publisher.get("plan")
+        return caught.value
+
+    assert (await asyncio.to_thread(blocking)).code == "unavailable"
