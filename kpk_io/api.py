@@ -1,13 +1,167 @@
-"""HTTP API for publishing from outside (stub: filled in by the HTTP API work)."""
+"""HTTP API for publishing from outside: read, change and clear a room.
+
+    GET    /api/rooms/{room}  -> 200 {room, rev, state}
+    PATCH  /api/rooms/{room}  the `update` event's body (set, unset, replace, rev, id)
+                              -> 200 {room, rev}, broadcast to every member
+    DELETE /api/rooms/{room}  -> 200 {room, rev}: a replace with no fields, broadcast too
+
+{room} is the room ID percent-encoded as one path segment (encodeURIComponent), decoded
+exactly once. The API is off (404 `api_disabled`) unless an API key is configured; then
+every request needs `Authorization: Bearer KEY` (401 `unauthorized` otherwise). Errors are
+`{error, message}` (plus `rev` for a conflict) with the protocol's codes; docs/deployment.md
+lists the status of each.
+"""
+
+import hmac
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import unquote
 
 from aiohttp import web
 
+from kpk_io.change import JSON
 from kpk_io.config import Settings
+from kpk_io.logs import bind_request
 from kpk_io.metrics import Metrics
+from kpk_io.protocol import ErrorCode, UpdateRequest
+from kpk_io.publish import PublishError, clear_request, commit_change, parse_change, read_room
 from kpk_io.store.base import StateStore
+
+log = logging.getLogger(__name__)
+
+ROOM_PATH = "/api/rooms/{room}"
+API_DISABLED = "api_disabled"
+UNAUTHORIZED = "unauthorized"
+
+_STATUS = {
+    ErrorCode.INVALID_REQUEST: 400,
+    ErrorCode.INVALID_ROOM: 400,
+    ErrorCode.INVALID_UPDATE: 400,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.UNAVAILABLE: 503,
+}
+# A '%' that does not start a two-digit hex escape: decodeURIComponent throws on it.
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+Action = Callable[[web.Request, str], Awaitable[dict[str, JSON]]]
+Endpoint = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def add_api_routes(
     app: web.Application, store: StateStore, settings: Settings, metrics: Metrics
 ) -> None:
-    """Add /api/rooms/{room} routes (not yet)."""
+    rooms = _RoomApi(store, metrics)
+    key = settings.api_key
+    app.router.add_get(ROOM_PATH, _endpoint(key, rooms.get))
+    app.router.add_patch(ROOM_PATH, _endpoint(key, rooms.patch, metrics))
+    app.router.add_delete(ROOM_PATH, _endpoint(key, rooms.delete, metrics))
+
+
+class _RoomApi:
+    def __init__(self, store: StateStore, metrics: Metrics) -> None:
+        self._store = store
+        self._metrics = metrics
+
+    async def get(self, request: web.Request, room: str) -> dict[str, JSON]:
+        snapshot = await read_room(self._store, room)
+        return {"room": room, "rev": snapshot.rev, "state": snapshot.state}
+
+    async def patch(self, request: web.Request, room: str) -> dict[str, JSON]:
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise PublishError(ErrorCode.INVALID_REQUEST, "the body must be a JSON object")
+        if body.get("room", room) != room:
+            raise PublishError(ErrorCode.INVALID_REQUEST, "the room is given by the path")
+        return await self._commit(parse_change({**body, "room": room}))
+
+    async def delete(self, request: web.Request, room: str) -> dict[str, JSON]:
+        return await self._commit(clear_request(room))
+
+    async def _commit(self, update: UpdateRequest) -> dict[str, JSON]:
+        started = time.perf_counter()
+        try:
+            rev = await commit_change(self._store, update)
+        finally:
+            self._metrics.commit_seconds.observe(time.perf_counter() - started)
+        return {"room": update.room, "rev": rev}
+
+
+def _endpoint(api_key: str | None, action: Action, metrics: Metrics | None = None) -> Endpoint:
+    """Guard `action` with the API key and turn its result or refusal into a response; with
+    `metrics`, count it as an update."""
+
+    async def endpoint(request: web.Request) -> web.Response:
+        if api_key is None:
+            message = "the HTTP API is off: configure an API key (KPK_IO_API_KEY) to use it"
+            return _error(404, API_DISABLED, message)
+        if not _authorized(request, api_key):
+            response = _error(401, UNAUTHORIZED, "send Authorization: Bearer <API key>")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="kpk-io"'
+            return response
+        response, outcome = await _answer(request, action)
+        if metrics is not None:
+            metrics.count_update(outcome)
+        return response
+
+    return endpoint
+
+
+async def _answer(request: web.Request, action: Action) -> tuple[web.Response, dict[str, JSON]]:
+    """The response, and the outcome as an update ack (for the metrics)."""
+    try:
+        room = _room_of(request)
+        with bind_request(None, room):
+            return web.json_response(await action(request, room)), {"ok": True}
+    except PublishError as exc:
+        log.info("%s %s refused: %s %s", request.method, request.path, exc.code, exc.message)
+        extra: dict[str, JSON] = {} if exc.rev is None else {"rev": exc.rev}
+        status = _STATUS.get(exc.code, 500)
+        return _error(status, exc.code, exc.message, **extra), _refused(exc.code)
+    except web.HTTPRequestEntityTooLarge:
+        code, limit = ErrorCode.INVALID_REQUEST, request.client_max_size
+        return _error(413, code, f"the body is larger than {limit} bytes"), _refused(code)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        code = ErrorCode.INTERNAL
+        return _error(500, code, "internal error"), _refused(code)
+
+
+def _authorized(request: web.Request, api_key: str) -> bool:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    # compare_digest takes as long for a near miss as for a wild guess.
+    matches = hmac.compare_digest(token.strip().encode(), api_key.encode())
+    return scheme.lower() == "bearer" and matches
+
+
+def _room_of(request: web.Request) -> str:
+    """The room ID: the path's last segment as sent, percent-decoded exactly once.
+
+    aiohttp's own match_info keeps malformed escapes as they are; decoding here refuses them,
+    as decodeURIComponent would. The ID itself is checked by the protocol's parsers.
+    """
+    segment = request.rel_url.raw_path.rpartition("/")[2]
+    try:
+        if _BAD_ESCAPE.search(segment):
+            raise ValueError(segment)
+        return unquote(segment, errors="strict")
+    except ValueError:  # UnicodeDecodeError included
+        message = "the room must be percent-encoded as UTF-8 (encodeURIComponent)"
+        raise PublishError(ErrorCode.INVALID_ROOM, message) from None
+
+
+async def _json_body(request: web.Request) -> object:
+    try:
+        return json.loads(await request.read())
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        raise PublishError(ErrorCode.INVALID_REQUEST, "the body must be JSON") from None
+
+
+def _refused(code: str) -> dict[str, JSON]:
+    return {"ok": False, "error": code}
+
+
+def _error(status: int, code: str, message: str, **extra: JSON) -> web.Response:
+    return web.json_response({"error": code, "message": message, **extra}, status=status)

@@ -1,0 +1,245 @@
+"""The HTTP API on real `kpk-io serve` processes sharing one Redis, seen by real members."""
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeAlias
+
+import aiohttp
+import pytest
+import socketio
+from yarl import URL
+
+from kpk_io.change import JSON
+from kpk_io.rooms import encode_uri_component
+from tests.conftest import StartKpk
+from tests.processes import KpkServer, RedisServer
+
+API_KEY = f"key-{uuid.uuid4().hex}"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+Member: TypeAlias = socketio.AsyncSimpleClient
+Connect = Callable[[KpkServer, str], Awaitable[Member]]
+
+
+@pytest.fixture
+def nodes(start_kpk: StartKpk, redis_server: RedisServer, key_prefix: str) -> list[KpkServer]:
+    """Three servers on one Redis, the API on."""
+    flags = ("--redis-url", redis_server.url, "--key-prefix", key_prefix)
+    return [start_kpk(*flags, env={"KPK_IO_API_KEY": API_KEY}) for _ in range(3)]
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Connect]:
+    """Members: real Socket.IO clients that joined a room."""
+    members: list[Member] = []
+
+    async def join(node: KpkServer, room: str) -> Member:
+        member = socketio.AsyncSimpleClient()
+        await member.connect(node.url, transports=["websocket"])
+        members.append(member)
+        ack = await member.call("join", {"room": room}, timeout=10)
+        assert ack["ok"], ack
+        return member
+
+    yield join
+    for member in members:
+        await member.disconnect()
+
+
+def room_url(node: KpkServer, encoded_room: str) -> URL:
+    # encoded=True: the path goes out exactly as written, malformed escapes included.
+    return URL(f"{node.url}/api/rooms/{encoded_room}", encoded=True)
+
+
+async def request(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: URL,
+    body: JSON = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, JSON]:
+    data = body if isinstance(body, bytes) else None
+    json_body = None if isinstance(body, bytes) else body
+    async with http.request(
+        method, url, json=json_body, data=data, headers=AUTH if headers is None else headers
+    ) as response:
+        return response.status, await response.json()
+
+
+async def next_update(member: Member) -> JSON:
+    event, data = await member.receive(timeout=10)
+    assert event == "update"
+    return data
+
+
+async def test_patch_reaches_members_on_every_node(
+    nodes: list[KpkServer], http: aiohttp.ClientSession, connect: Connect
+) -> None:
+    members = [await connect(node, "plan") for node in nodes]
+    body = {"set": {"title": "Q1", "done": None}, "unset": ["draft"], "id": "cron-1"}
+
+    status, answer = await request(http, "PATCH", room_url(nodes[0], "plan"), body)
+
+    assert (status, answer) == (200, {"room": "plan", "rev": 1})
+    for member in members:
+        assert await next_update(member) == {
+            "room": "plan", "rev": 1, "set": {"title": "Q1", "done": None},
+            "unset": ["draft"], "replace": False, "id": "cron-1",
+        }
+    status, answer = await request(http, "GET", room_url(nodes[2], "plan"))
+    assert (status, answer) == (200, {"room": "plan", "rev": 1,
+                                      "state": {"title": "Q1", "done": None}})
+
+
+async def test_delete_empties_the_room_with_a_replace(
+    nodes: list[KpkServer], http: aiohttp.ClientSession, connect: Connect
+) -> None:
+    await request(http, "PATCH", room_url(nodes[0], "plan"), {"set": {"a": 1, "b": 2}})
+    members = [await connect(node, "plan") for node in nodes]
+
+    status, answer = await request(http, "DELETE", room_url(nodes[1], "plan"))
+
+    assert (status, answer) == (200, {"room": "plan", "rev": 2})
+    for member in members:
+        update = await next_update(member)
+        assert (update["rev"], update["replace"], update["set"]) == (2, True, {})
+    status, answer = await request(http, "GET", room_url(nodes[0], "plan"))
+    assert (status, answer) == (200, {"room": "plan", "rev": 2, "state": {}})
+
+
+async def test_the_room_is_one_segment_decoded_exactly_once(
+    nodes: list[KpkServer], http: aiohttp.ClientSession, connect: Connect
+) -> None:
+    room = "kpk/notes/acme%20co/q1/intro"
+    encoded = encode_uri_component(room)
+    assert encoded == "kpk%2Fnotes%2Facme%2520co%2Fq1%2Fintro"
+    member = await connect(nodes[1], room)
+
+    status, answer = await request(http, "PATCH", room_url(nodes[0], encoded), {"set": {"x": 1}})
+
+    assert (status, answer) == (200, {"room": room, "rev": 1})
+    assert (await next_update(member))["room"] == room
+    decoded_twice = encode_uri_component("kpk/notes/acme co/q1/intro")
+    status, answer = await request(http, "GET", room_url(nodes[2], decoded_twice))
+    assert (status, answer["rev"]) == (200, 0)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {API_KEY}"},
+     {"Authorization": f"Bearer {API_KEY}x"}],
+)
+async def test_a_wrong_or_missing_key_is_refused(
+    start_kpk: StartKpk, http: aiohttp.ClientSession, headers: dict[str, str]
+) -> None:
+    node = start_kpk(env={"KPK_IO_API_KEY": API_KEY})
+    for method in ("GET", "PATCH", "DELETE"):
+        async with http.request(
+            method, room_url(node, "plan"), json={"set": {"a": 1}}, headers=headers
+        ) as response:
+            assert response.status == 401
+            assert response.headers["WWW-Authenticate"].startswith("Bearer")
+            assert (await response.json())["error"] == "unauthorized"
+    assert await request(http, "GET", room_url(node, "plan")) == (
+        200, {"room": "plan", "rev": 0, "state": {}}
+    )
+
+
+async def test_the_api_is_off_without_a_key(
+    start_kpk: StartKpk, http: aiohttp.ClientSession
+) -> None:
+    node = start_kpk(env={"KPK_IO_API_KEY": ""})
+    for method in ("GET", "PATCH", "DELETE"):
+        status, answer = await request(http, method, room_url(node, "plan"), {"set": {"a": 1}})
+        assert (status, answer["error"]) == (404, "api_disabled")
+
+
+@pytest.mark.parametrize(
+    ("encoded_room", "body", "code"),
+    [
+        ("plan", b"not json", "invalid_request"),
+        ("plan", b"", "invalid_request"),
+        ("plan", [1, 2], "invalid_request"),
+        ("plan", {"set": {"a": 1}, "room": "other"}, "invalid_request"),
+        ("plan", {}, "invalid_update"),
+        ("plan", {"set": 1}, "invalid_update"),
+        ("plan", {"set": {"a": 1}, "unset": ["a"]}, "invalid_update"),
+        ("plan", {"set": {"a": 1}, "rev": -1}, "invalid_update"),
+        ("plan", b'{"set": {"a": NaN}}', "invalid_update"),
+        ("undefined", {"set": {"a": 1}}, "invalid_room"),
+        ("%20", {"set": {"a": 1}}, "invalid_room"),
+        ("a%00b", {"set": {"a": 1}}, "invalid_room"),
+        ("x" * 257, {"set": {"a": 1}}, "invalid_room"),
+        ("50%off", {"set": {"a": 1}}, "invalid_room"),
+        ("%FF", {"set": {"a": 1}}, "invalid_room"),
+    ],
+)
+async def test_bad_requests_are_refused_and_change_nothing(
+    start_kpk: StartKpk, http: aiohttp.ClientSession, encoded_room: str, body: JSON, code: str
+) -> None:
+    node = start_kpk(env={"KPK_IO_API_KEY": API_KEY})
+
+    status, answer = await request(http, "PATCH", room_url(node, encoded_room), body)
+
+    assert (status, answer["error"]) == (400, code)
+    assert answer["message"]
+    assert (await request(http, "GET", room_url(node, "plan")))[1]["rev"] == 0
+
+
+async def test_a_stale_rev_is_a_conflict_carrying_the_current_rev(
+    start_kpk: StartKpk, http: aiohttp.ClientSession
+) -> None:
+    node = start_kpk(env={"KPK_IO_API_KEY": API_KEY})
+    url = room_url(node, "plan")
+    assert await request(http, "PATCH", url, {"set": {"a": 1}, "rev": 0}) == (
+        200, {"room": "plan", "rev": 1}
+    )
+
+    status, answer = await request(http, "PATCH", url, {"set": {"a": 2}, "rev": 0})
+
+    assert (status, answer["error"], answer["rev"]) == (409, "conflict", 1)
+    assert (await request(http, "GET", url))[1]["state"] == {"a": 1}
+
+
+async def test_a_body_over_the_limit_is_refused(
+    start_kpk: StartKpk, http: aiohttp.ClientSession
+) -> None:
+    node = start_kpk(env={"KPK_IO_API_KEY": API_KEY})
+    body = b'{"set": {"a": "' + b"x" * 2_000_000 + b'"}}'
+
+    status, answer = await request(http, "PATCH", room_url(node, "plan"), body)
+
+    assert (status, answer["error"]) == (413, "invalid_request")
+
+
+async def test_an_unreachable_store_answers_unavailable(
+    start_kpk: StartKpk, own_redis: RedisServer, http: aiohttp.ClientSession
+) -> None:
+    node = start_kpk("--redis-url", own_redis.url, env={"KPK_IO_API_KEY": API_KEY})
+    own_redis.kill()
+
+    for method, body in (("GET", None), ("PATCH", {"set": {"a": 1}}), ("DELETE", None)):
+        status, answer = await request(http, method, room_url(node, "plan"), body)
+        assert (status, answer["error"]) == (503, "unavailable")
+
+
+async def test_api_updates_are_counted_in_the_metrics(
+    start_kpk: StartKpk, http: aiohttp.ClientSession
+) -> None:
+    node = start_kpk(env={"KPK_IO_API_KEY": API_KEY})
+    await request(http, "PATCH", room_url(node, "plan"), {"set": {"a": 1}})
+    await request(http, "DELETE", room_url(node, "plan"))
+    await request(http, "PATCH", room_url(node, "plan"), {"set": 1})
+
+    async with http.get(f"{node.url}/metrics") as response:
+        text = await response.text()
+
+    assert "kpk_io_updates_committed_total 2.0" in text
+    assert 'kpk_io_updates_refused_total{code="invalid_update"} 1.0' in text
+    assert "kpk_io_commit_seconds_count 2.0" in text
