@@ -1,6 +1,7 @@
 """create_app(settings): wires store, hub, Socket.IO server and HTTP routes into one app."""
 
 import asyncio
+import contextlib
 import logging
 
 from aiohttp import web
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 STORE = web.AppKey("store", StateStore)
 METRICS = web.AppKey("metrics", Metrics)
 SETTINGS = web.AppKey("settings", Settings)
+HUB = web.AppKey("hub", Hub)
+HANDLERS = web.AppKey("handlers", Handlers)
 
 
 def create_store(settings: Settings) -> StateStore:
@@ -43,6 +46,8 @@ def create_app(settings: Settings) -> web.Application:
     app[STORE] = store
     app[METRICS] = metrics
     app[SETTINGS] = settings
+    app[HUB] = hub
+    app[HANDLERS] = handlers
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
@@ -51,7 +56,12 @@ def create_app(settings: Settings) -> web.Application:
 
     async def drain(app: web.Application) -> None:
         await _drain(handlers, settings.shutdown_timeout)
-        await sio.eio.disconnect()  # clients see a dropped transport and reconnect elsewhere
+        # Closing the Engine.IO transport (not a Socket.IO disconnect, after which clients
+        # would not reconnect) sends clients to reconnect, through the balancer, elsewhere.
+        # A client that is already gone never drains its queue, hence the bound.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await sio.eio.disconnect()
         await sio.shutdown()
 
     async def close(app: web.Application) -> None:

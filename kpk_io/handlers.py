@@ -63,6 +63,10 @@ class Handlers:
             except Exception:
                 log.exception("leaving the rooms of a closed connection failed")
 
+    @property
+    def connection_count(self) -> int:
+        return len(self._locks)
+
     async def drain(self) -> None:
         """Refuse new requests and return when those already running have been answered."""
         self._draining = True

@@ -11,12 +11,14 @@ or, when the log no longer reaches back, with one `replace` change carrying the 
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from kpk_io.change import Change, CommittedChange, Snapshot
+from kpk_io.logs import bind_request
 from kpk_io.store.base import StateStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -116,10 +118,16 @@ class Hub:
         lane = self._lanes.get(room)
         if lane is None:
             lane = self._lanes[room] = _Lane(room)
-            lane.worker = asyncio.create_task(self._work(lane), name=f"kpk-io lane {room!r}")
+            lane.worker = asyncio.create_task(
+                self._work(lane), name=f"kpk-io lane {room!r}", context=contextvars.Context()
+            )
         lane.ops.put_nowait(op)
 
     async def _work(self, lane: _Lane) -> None:
+        with bind_request(None, lane.room):
+            await self._work_lane(lane)
+
+    async def _work_lane(self, lane: _Lane) -> None:
         while True:
             op = await lane.ops.get()
             try:

@@ -4,6 +4,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -74,13 +75,14 @@ class RedisStateStore:
 
     async def snapshot(self, room: str) -> Snapshot:
         keys = _keys(self._prefix, room)
-        try:
+
+        async def read() -> list[Any]:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.get(keys.rev)
                 pipe.hgetall(keys.state)
-                raw_rev, fields = await pipe.execute()
-        except RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+                return await pipe.execute()
+
+        raw_rev, fields = await _read_twice(read)
         state = {}
         for name, text in fields.items():
             try:
@@ -145,10 +147,11 @@ class RedisStateStore:
 
     async def changes_since(self, room: str, since: int) -> list[CommittedChange] | None:
         keys = _keys(self._prefix, room)
-        try:
-            reply = await self._changes(keys=[keys.rev, keys.log], args=[since])
-        except RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+
+        async def read() -> list[Any]:
+            return await self._changes(keys=[keys.rev, keys.log], args=[since])  # type: ignore[no-any-return]
+
+        reply = await _read_twice(read)
         rev = _parse_rev(room, reply[0])
         if since == rev:
             return []
@@ -179,6 +182,21 @@ class RedisStateStore:
         await self._feed.close()
         await self._redis.aclose()
         await self._writer.aclose()
+
+
+async def _read_twice(read: Callable[[], Awaitable[list[Any]]]) -> list[Any]:
+    """Run a read, once more if the connection was lost (a pooled connection from before a
+    Redis restart fails once); reads are idempotent, unlike commits."""
+    try:
+        return await read()
+    except (RedisConnectionError, RedisTimeoutError):
+        pass
+    except RedisError as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    try:
+        return await read()
+    except RedisError as exc:
+        raise StoreUnavailable(str(exc)) from exc
 
 
 def _parse_rev(room: str, raw: object) -> int:

@@ -7,6 +7,7 @@ messages arrive in rev order.
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 
@@ -62,7 +63,11 @@ class RedisFeed:
 
     def _start_reader(self) -> None:
         if self._reader is None or self._reader.done():
-            self._reader = asyncio.create_task(self._read(), name="kpk-io redis feed")
+            # A fresh context: the reader outlives the request that started it, and must not
+            # log under that request's socket id.
+            self._reader = asyncio.create_task(
+                self._read(), name="kpk-io redis feed", context=contextvars.Context()
+            )
 
     async def _read(self) -> None:
         backoff = 0.1
