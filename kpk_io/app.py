@@ -59,9 +59,10 @@ def create_app(settings: Settings) -> web.Application:
         # Closing the Engine.IO transport (not a Socket.IO disconnect, after which clients
         # would not reconnect) sends clients to reconnect, through the balancer, elsewhere.
         # A client that is already gone never drains its queue, hence the bound.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(2.0):
-                await sio.eio.disconnect()
+        if sio.eio.sockets:  # engineio's disconnect-all fails on an empty set
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await sio.eio.disconnect()
         await sio.shutdown()
 
     async def close(app: web.Application) -> None:
