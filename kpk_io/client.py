@@ -48,6 +48,9 @@ class KpkClient:
         self._counter = 0
         self._rooms: dict[str, Room] = {}
         self._pending: set[asyncio.Future[dict[str, JSON]]] = set()
+        # python-socketio sets `connected` only after the connect handler has run; rooms
+        # resume from that handler, so the client keeps its own flag.
+        self._live = False
         self.sio = socketio.AsyncClient(
             reconnection=True,
             reconnection_delay=reconnection_delay,
@@ -60,7 +63,7 @@ class KpkClient:
 
     @property
     def connected(self) -> bool:
-        return bool(self.sio.connected)
+        return self._live
 
     async def connect(self) -> None:
         await self.sio.connect(
@@ -128,10 +131,12 @@ class KpkClient:
         return f"{self._id_prefix}-{self._counter}"
 
     async def _on_connect(self) -> None:
+        self._live = True
         for room in list(self._rooms.values()):
             room.reconnected()
 
     async def _on_disconnect(self, reason: object = None) -> None:
+        self._live = False
         for future in list(self._pending):
             if not future.done():
                 future.set_exception(KpkError("disconnected", "connection lost"))
