@@ -71,7 +71,9 @@ class RedisStateStore:
         self._writer = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
         self._commit = self._writer.register_script(_script("commit.lua"))
         self._changes = self._redis.register_script(_script("changes_since.lua"))
-        self._feed = RedisFeed(self._redis)
+        # The feed's connection must not reconnect silently inside redis-py: every
+        # interruption has to reach RedisFeed, which then has the hub catch up.
+        self._feed = RedisFeed(self._writer)
 
     async def snapshot(self, room: str) -> Snapshot:
         keys = _keys(self._prefix, room)
