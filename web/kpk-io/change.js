@@ -1,0 +1,152 @@
+// Changes to a room's state, as made locally, merged, sent and received (kpk_io/change.py).
+
+/** @typedef {null | boolean | number | string | JSONValue[] | {[key: string]: JSONValue}} JSONValue */
+/** @typedef {{[field: string]: JSONValue}} State */
+/**
+ * Set some top-level fields, remove others, or (replace) remove every field not set.
+ * @typedef {{set: State, unset: string[], replace: boolean}} Change
+ */
+/**
+ * A change as the server committed it: its revision and the id its sender gave it.
+ * @typedef {Change & {rev: number, id?: string}} Committed
+ */
+
+/**
+ * A checked change with deep copies of its values; throws TypeError for what the server
+ * would refuse as `invalid_update`.
+ * @param {{set?: State, unset?: string[], replace?: boolean}} change
+ * @returns {Change}
+ */
+export function makeChange({ set = {}, unset = [], replace = false }) {
+  if (!isPlainObject(set)) throw new TypeError("set must be an object of fields");
+  if (!Array.isArray(unset)) throw new TypeError("unset must be a list of field names");
+  /** @type {State} */
+  const fields = {};
+  for (const [name, value] of Object.entries(set)) {
+    checkField(name);
+    put(fields, name, copyJSON(value, name));
+  }
+  for (const name of unset) {
+    checkField(name);
+    if (Object.hasOwn(fields, name)) throw new TypeError(`field ${name} is both set and unset`);
+  }
+  return { set: fields, unset: [...new Set(unset)], replace: Boolean(replace) };
+}
+
+/**
+ * Apply `change` to `state` in place, as the server does.
+ * @param {Change} change
+ * @param {State} state
+ */
+export function applyChange(change, state) {
+  if (change.replace) for (const name of Object.keys(state)) delete state[name];
+  for (const name of change.unset) delete state[name];
+  for (const [name, value] of Object.entries(change.set)) put(state, name, structuredClone(value));
+}
+
+/**
+ * One change with the effect of `first` followed by `then`.
+ * @param {Change} first
+ * @param {Change} then
+ * @returns {Change}
+ */
+export function mergeChanges(first, then) {
+  if (then.replace) return then;
+  const set = { ...first.set };
+  for (const name of then.unset) delete set[name];
+  for (const [name, value] of Object.entries(then.set)) put(set, name, value);
+  const unset = first.replace
+    ? []
+    : [
+        ...first.unset.filter((name) => !Object.hasOwn(then.set, name)),
+        ...then.unset.filter((name) => !first.unset.includes(name)),
+      ];
+  return { set, unset, replace: first.replace };
+}
+
+/**
+ * The field names a change touches (a replace with no fields counts as one).
+ * @param {Change} change
+ * @returns {string[]}
+ */
+export function touchedFields(change) {
+  const names = [...Object.keys(change.set), ...change.unset];
+  return change.replace && names.length === 0 ? ["*"] : names;
+}
+
+/**
+ * The body of an `update` request.
+ * @param {string} room
+ * @param {string} id
+ * @param {Change} change
+ */
+export function updatePayload(room, id, change) {
+  /** @type {{room: string, id: string, set?: State, unset?: string[], replace?: true}} */
+  const body = { room, id };
+  const fields = Object.keys(change.set).length > 0;
+  if (fields || !(change.unset.length || change.replace)) body.set = change.set;
+  if (change.unset.length) body.unset = change.unset;
+  if (change.replace) body.replace = true;
+  return body;
+}
+
+/**
+ * An `update` event body or a `sync` change entry; throws TypeError if malformed.
+ * @param {any} body
+ * @returns {Committed}
+ */
+export function committedFromWire(body) {
+  const ok =
+    isPlainObject(body) &&
+    Number.isInteger(body.rev) &&
+    body.rev > 0 &&
+    isPlainObject(body.set) &&
+    Array.isArray(body.unset) &&
+    body.unset.every((name) => typeof name === "string") &&
+    (body.id === undefined || typeof body.id === "string");
+  if (!ok) throw new TypeError(`not a change: ${JSON.stringify(body)}`);
+  /** @type {Committed} */
+  const committed = { rev: body.rev, set: body.set, unset: body.unset, replace: body.replace === true };
+  if (body.id !== undefined) committed.id = body.id;
+  return committed;
+}
+
+/** @param {unknown} value @returns {value is Record<string, any>} */
+export function isPlainObject(value) {
+  if (value === null || typeof value !== "object") return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/**
+ * `object[name] = value`, also for a field called `__proto__`.
+ * @param {State} object
+ * @param {string} name
+ * @param {JSONValue} value
+ */
+export function put(object, name, value) {
+  Object.defineProperty(object, name, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/** @param {unknown} name */
+function checkField(name) {
+  if (typeof name !== "string" || name === "") throw new TypeError("a field name must be a non-empty string");
+}
+
+/**
+ * A deep copy of a JSON value; throws TypeError for anything JSON cannot carry.
+ * @param {unknown} value
+ * @param {string} where
+ * @returns {JSONValue}
+ */
+function copyJSON(value, where) {
+  if (value === null || typeof value === "string" || typeof value === "boolean") return value;
+  if (typeof value === "number") {
+    if (Number.isFinite(value)) return value;
+  } else if (Array.isArray(value)) {
+    return value.map((item, i) => copyJSON(item, `${where}[${i}]`));
+  } else if (isPlainObject(value)) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, copyJSON(v, `${where}.${k}`)]));
+  }
+  throw new TypeError(`${where} is not a JSON value: ${String(value)}`);
+}

@@ -1,0 +1,271 @@
+// One Socket.IO connection and the rooms joined over it. Reconnection is socket.io-client's
+// own (exponential backoff with jitter); after every reconnect each room joins again and
+// catches up (room.js).
+
+import { io as bundledIo } from "./socket.io.esm.min.js";
+import { KpkError } from "./error.js";
+import { checkRoom } from "./room-path.js";
+import { Room } from "./room.js";
+
+/** @typedef {import("./room.js").RoomOptions} RoomOptions */
+/** @typedef {"connecting" | "connected" | "offline" | "error"} ConnectionStatus */
+/**
+ * @typedef {object} ClientOptions
+ * @property {string | (() => string | Promise<string>)} [token]  sent as Socket.IO
+ *   `auth: {token}` on every (re)connect; a function is asked again each time
+ * @property {number} [requestTimeoutMs]  wait this long for an ack (default 10000)
+ * @property {number} [reconnectionDelayMs]  first reconnect delay (default 500)
+ * @property {number} [reconnectionDelayMaxMs]  longest reconnect delay (default 5000)
+ * @property {number} [randomizationFactor]  jitter of the delays, 0 to 1 (default 0.5)
+ * @property {number} [reconnectionAttempts]  give up (status `offline`) after this many (default Infinity)
+ * @property {string[]} [transports]  default ["polling", "websocket"], upgrading to WebSocket
+ * @property {string} [path]  the server's Socket.IO path (default "/socket.io/")
+ * @property {Function} [io]  socket.io-client's `io()`; default the copy served beside this file
+ */
+
+export class KpkClient extends EventTarget {
+  #socket;
+  #requestTimeoutMs;
+  /** @type {Map<string, Room>} */
+  #rooms = new Map();
+  #connection = 0;
+  #counter = 0;
+  #idPrefix = randomHex(4);
+  /** @type {Set<(error: KpkError) => void>} */
+  #unanswered = new Set();
+  /** @type {Set<string>} */
+  #sentIds = new Set();
+  /** @type {ConnectionStatus} */
+  #status = "connecting";
+  /** @type {Error | null} */
+  #error = null;
+  #closeWithLastRoom = false;
+  /** @type {Array<() => void>} */
+  #unlisten = [];
+  /** Counts of `update` events received, and of those carrying an id this client sent. */
+  stats = { updates: 0, echoes: 0 };
+
+  /**
+   * @param {string} url  the kpk-io server, e.g. "https://kpk.example" or location.origin
+   * @param {ClientOptions} [options]
+   */
+  constructor(url, options = {}) {
+    super();
+    const { token, io = bundledIo, requestTimeoutMs = 10000 } = options;
+    this.#requestTimeoutMs = requestTimeoutMs;
+    this.#socket = io(url, {
+      forceNew: true, // never share a connection (and its handlers) with another client
+      autoConnect: false,
+      reconnection: true,
+      reconnectionDelay: options.reconnectionDelayMs ?? 500,
+      reconnectionDelayMax: options.reconnectionDelayMaxMs ?? 5000,
+      randomizationFactor: options.randomizationFactor ?? 0.5,
+      reconnectionAttempts: options.reconnectionAttempts ?? Infinity,
+      transports: options.transports,
+      path: options.path ?? "/socket.io/",
+      auth: token === undefined ? undefined : authWith(token),
+    });
+    this.#listen();
+    this.#socket.connect();
+  }
+
+  /** `connecting`, `connected`, `offline` (not trying) or `error` (refused). */
+  get status() {
+    return this.#status;
+  }
+
+  get connected() {
+    return Boolean(this.#socket.connected);
+  }
+
+  /** Numbers this client's connections: it changes on every (re)connect. */
+  get connection() {
+    return this.#connection;
+  }
+
+  get linkStatus() {
+    return this.#status;
+  }
+
+  get linkError() {
+    return this.#error;
+  }
+
+  /** The socket.io-client Socket underneath, e.g. for its `io` Manager's events. */
+  get socket() {
+    return this.#socket;
+  }
+
+  /**
+   * The handle of a room, joining it now and after every reconnect; `await room.ready`
+   * waits until it is live. Throws KpkError `invalid_room` for an unusable ID.
+   * @param {string | null | undefined} roomId
+   * @param {RoomOptions} [options]
+   */
+  room(roomId, options = {}) {
+    const id = checkRoom(roomId);
+    let room = this.#rooms.get(id);
+    if (!room) {
+      room = new Room(id, this, options);
+      this.#rooms.set(id, room);
+      room.connectionChanged();
+    }
+    return room;
+  }
+
+  /**
+   * Join a room and return its handle once it is live.
+   * @param {string | null | undefined} roomId
+   * @param {RoomOptions} [options]
+   */
+  async join(roomId, options = {}) {
+    const room = this.room(roomId, options);
+    try {
+      return await room.ready;
+    } catch (error) {
+      await room.close();
+      throw error;
+    }
+  }
+
+  /**
+   * Send one request; resolves with its ok ack, rejects with KpkError (code `disconnected`
+   * or `timeout` when no ack came).
+   * @param {string} event
+   * @param {Record<string, any>} payload
+   * @returns {Promise<Record<string, any>>}
+   */
+  request(event, payload) {
+    if (!this.#socket.connected) {
+      return Promise.reject(new KpkError("disconnected", "not connected"));
+    }
+    if (event === "update") this.#sentIds.add(payload.id);
+    return new Promise((resolve, reject) => {
+      this.#unanswered.add(reject);
+      this.#socket.timeout(this.#requestTimeoutMs).emit(event, payload, (/** @type {any} */ error, /** @type {any} */ ack) => {
+        if (!this.#unanswered.delete(reject)) return; // already failed: the connection dropped
+        if (error) {
+          const code = this.#socket.connected ? "timeout" : "disconnected";
+          reject(new KpkError(code, `no answer to ${event}`));
+        } else if (ack && ack.ok === true) {
+          resolve(ack);
+        } else {
+          reject(new KpkError(String(ack?.error ?? "internal"), String(ack?.message ?? "malformed answer"), ack ?? {}));
+        }
+      });
+    });
+  }
+
+  nextChangeId() {
+    return `${this.#idPrefix}-${++this.#counter}`;
+  }
+
+  /** @param {Room} room  called by a room that was closed */
+  release(room) {
+    if (this.#rooms.get(room.id) === room) this.#rooms.delete(room.id);
+    if (this.#closeWithLastRoom && this.#rooms.size === 0) this.#disconnect();
+  }
+
+  /** Close every room (flushing its edits) and the connection. */
+  async close() {
+    this.#closeWithLastRoom = true;
+    await Promise.all([...this.#rooms.values()].map((room) => room.close()));
+    this.#disconnect();
+  }
+
+  /** Close the connection when its last room is closed (as `join(url, ...)` does). */
+  closeWithLastRoom() {
+    this.#closeWithLastRoom = true;
+  }
+
+  #listen() {
+    const socket = this.#socket;
+    socket.on("connect", () => {
+      this.#connection++;
+      this.#setStatus("connected", null);
+    });
+    socket.on("disconnect", () => {
+      socket.sendBuffer.length = 0; // nothing stale goes out on the next connection
+      const lost = new KpkError("disconnected", "connection lost");
+      for (const reject of this.#unanswered) reject(lost);
+      this.#unanswered.clear();
+      this.#setStatus(socket.active && !browserOffline() ? "connecting" : "offline", this.#error);
+    });
+    socket.on("connect_error", (/** @type {Error} */ error) => {
+      // Refused by the server (not a network failure): socket.io-client does not retry.
+      this.#setStatus(socket.active ? this.#status : "error", error);
+    });
+    socket.io.on("reconnect_failed", () => this.#setStatus("offline", this.#error));
+    socket.on("update", (/** @type {any} */ body) => this.#received(body));
+    if (typeof document === "undefined") return;
+    const flushAll = () => {
+      for (const room of this.#rooms.values()) room.flush().catch(() => {});
+    };
+    const onVisibility = () => document.visibilityState === "hidden" && flushAll();
+    const onOffline = () => !socket.connected && this.#setStatus("offline", this.#error);
+    const onOnline = () => !socket.connected && socket.active && this.#setStatus("connecting", null);
+    addEventListener("pagehide", flushAll);
+    addEventListener("offline", onOffline);
+    addEventListener("online", onOnline);
+    document.addEventListener("visibilitychange", onVisibility);
+    this.#unlisten.push(
+      () => removeEventListener("pagehide", flushAll),
+      () => removeEventListener("offline", onOffline),
+      () => removeEventListener("online", onOnline),
+      () => document.removeEventListener("visibilitychange", onVisibility),
+    );
+  }
+
+  /** @param {any} body */
+  #received(body) {
+    this.stats.updates++;
+    if (typeof body?.id === "string" && this.#sentIds.has(body.id)) this.stats.echoes++;
+    const room = typeof body?.room === "string" ? this.#rooms.get(body.room) : undefined;
+    try {
+      room?.received(body);
+    } catch (error) {
+      console.error("kpk-io: a malformed update was ignored", error);
+    }
+  }
+
+  /**
+   * @param {ConnectionStatus} status
+   * @param {Error | null} error
+   */
+  #setStatus(status, error) {
+    this.#error = error;
+    const changed = status !== this.#status;
+    this.#status = status;
+    for (const room of this.#rooms.values()) room.connectionChanged();
+    if (changed) this.dispatchEvent(new CustomEvent("status", { detail: { status, error } }));
+  }
+
+  #disconnect() {
+    for (const unlisten of this.#unlisten.splice(0)) unlisten();
+    this.#socket.disconnect();
+    this.#setStatus("offline", null);
+  }
+}
+
+/** @param {string | (() => string | Promise<string>)} token */
+function authWith(token) {
+  return (/** @type {(auth: {token: string}) => void} */ callback) => {
+    Promise.resolve(typeof token === "function" ? token() : token).then(
+      (value) => callback({ token: value }),
+      (error) => {
+        console.error("kpk-io: the token function failed", error);
+        callback({ token: "" });
+      },
+    );
+  };
+}
+
+function browserOffline() {
+  return typeof navigator !== "undefined" && navigator.onLine === false;
+}
+
+/** @param {number} bytes */
+function randomHex(bytes) {
+  const values = crypto.getRandomValues(new Uint8Array(bytes));
+  return Array.from(values, (b) => b.toString(16).padStart(2, "0")).join("");
+}

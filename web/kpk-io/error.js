@@ -1,0 +1,19 @@
+// The one error type of the client: `code` is a protocol error code (docs/protocol.md), or
+// `disconnected` / `timeout` when no answer came.
+
+export class KpkError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   * @param {Record<string, unknown>} [ack]  the server's answer, when there was one
+   */
+  constructor(code, message, ack = {}) {
+    super(`${code}: ${message}`);
+    this.name = "KpkError";
+    this.code = code;
+    this.ack = ack;
+  }
+}
+
+/** Codes after which the same request may succeed later; any other refusal is final. */
+export const TRANSIENT = new Set(["unavailable", "internal", "disconnected", "timeout", "not_joined"]);

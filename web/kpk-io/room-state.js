@@ -1,0 +1,165 @@
+// One room's state as this client sees it: the confirmed state and the local changes on top.
+// Pure bookkeeping with no I/O and no timers (kpk_io/client_room.py does the same in Python).
+//
+// `confirmed` is the state at `rev` as the server has it. Changes of other members and this
+// client's own acknowledged changes are applied to it strictly in rev order: `held` keeps
+// what arrived ahead of a gap, `own` keeps acknowledged changes of ours that are ahead of one.
+// Local edits are merged into `pending`; a change that was sent waits in `inFlight`, under
+// the id it was sent with, until its ack (or a sync result carrying that id) gives its rev.
+
+import { applyChange, mergeChanges, touchedFields } from "./change.js";
+
+/** @typedef {import("./change.js").Change} Change */
+/** @typedef {import("./change.js").Committed} Committed */
+/** @typedef {import("./change.js").State} State */
+/**
+ * A change that was sent: `sentOn` is the connection it went out on, or null when it must
+ * be sent again once a sync has shown it was not committed.
+ * @typedef {{id: string, change: Change, sentOn: number | null}} Outgoing
+ */
+
+export class RoomState {
+  constructor() {
+    /** @type {State} */
+    this.confirmed = {};
+    this.rev = 0;
+    /** @type {Map<number, Change>} */
+    this.own = new Map();
+    /** @type {Map<number, Committed>} */
+    this.held = new Map();
+    /** @type {Outgoing[]} */
+    this.inFlight = [];
+    /** @type {Change | null} */
+    this.pending = null;
+  }
+
+  /** The state as this client sees it: confirmed, then its own changes on top. */
+  get view() {
+    const view = structuredClone(this.confirmed);
+    for (const rev of [...this.own.keys()].sort((a, b) => a - b)) {
+      applyChange(/** @type {Change} */ (this.own.get(rev)), view);
+    }
+    for (const { change } of this.inFlight) applyChange(change, view);
+    if (this.pending) applyChange(this.pending, view);
+    return view;
+  }
+
+  /** How many fields have local changes the server has not acknowledged. */
+  get unacknowledged() {
+    const changes = this.inFlight.map((entry) => entry.change);
+    if (this.pending) changes.push(this.pending);
+    return new Set(changes.flatMap(touchedFields)).size;
+  }
+
+  /** Whether a rev between `rev` and a change already here is still missing. */
+  get hasGap() {
+    return this.held.size > 0 || this.own.size > 0;
+  }
+
+  /** @param {Change} change  a local edit, merged into what is not sent yet */
+  edit(change) {
+    this.pending = this.pending ? mergeChanges(this.pending, change) : change;
+  }
+
+  /**
+   * Move the pending change to in-flight under `id`.
+   * @param {string} id
+   * @param {number} connection
+   * @returns {Outgoing | null}
+   */
+  send(id, connection) {
+    if (!this.pending) return null;
+    const entry = { id, change: this.pending, sentOn: connection };
+    this.pending = null;
+    this.inFlight.push(entry);
+    return entry;
+  }
+
+  /**
+   * The ack of change `id`: it was committed as `rev`.
+   * @param {string} id
+   * @param {number} rev
+   * @returns {Committed[]} changes of others now applied
+   */
+  acknowledged(id, rev) {
+    const entry = this.#takeInFlight(id);
+    if (entry && rev > this.rev) this.own.set(rev, entry.change);
+    return this.#advance();
+  }
+
+  /**
+   * Forget change `id`: the server refused it for good.
+   * @param {string} id
+   */
+  drop(id) {
+    return this.#takeInFlight(id) !== undefined;
+  }
+
+  /**
+   * A committed change from an `update` event or a `sync` result.
+   * @param {Committed} committed
+   * @returns {Committed[]} changes of others now applied
+   */
+  remote(committed) {
+    if (committed.rev <= this.rev || this.own.has(committed.rev)) return [];
+    const entry = committed.id === undefined ? undefined : this.#takeInFlight(committed.id);
+    if (entry) {
+      this.own.set(committed.rev, entry.change); // ours, and its ack was lost
+    } else {
+      this.held.set(committed.rev, committed);
+    }
+    return this.#advance();
+  }
+
+  /**
+   * Take the server's whole state at `rev` (a join or a sync that could not list changes).
+   * @param {number} rev
+   * @param {State} state
+   * @returns {Committed[]} the reset as one replacing change, then what followed it
+   */
+  reset(rev, state) {
+    if (rev < this.rev) {
+      // The server lost history (an in-memory server restarted): what we had past its rev
+      // no longer exists there.
+      this.own.clear();
+      this.held.clear();
+    } else {
+      for (const r of this.own.keys()) if (r <= rev) this.own.delete(r);
+      for (const r of this.held.keys()) if (r <= rev) this.held.delete(r);
+    }
+    this.confirmed = structuredClone(state);
+    this.rev = rev;
+    /** @type {Committed} */
+    const snapshot = { rev, set: structuredClone(state), unset: [], replace: true };
+    return [snapshot, ...this.#advance()];
+  }
+
+  /** @param {string} id */
+  #takeInFlight(id) {
+    const index = this.inFlight.findIndex((entry) => entry.id === id);
+    return index < 0 ? undefined : this.inFlight.splice(index, 1)[0];
+  }
+
+  /** Apply to `confirmed` everything now contiguous with `rev`. */
+  #advance() {
+    /** @type {Committed[]} */
+    const applied = [];
+    for (;;) {
+      const next = this.rev + 1;
+      const own = this.own.get(next);
+      const other = this.held.get(next);
+      if (own) {
+        applyChange(own, this.confirmed); // ours: never reported as someone else's
+      } else if (other) {
+        applyChange(other, this.confirmed);
+        applied.push(other);
+      } else {
+        break;
+      }
+      this.own.delete(next);
+      this.held.delete(next);
+      this.rev = next;
+    }
+    return applied;
+  }
+}
