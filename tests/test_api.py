@@ -1,24 +1,20 @@
 """The HTTP API on real `kpk-io serve` processes sharing one Redis, seen by real members."""
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeAlias
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-import socketio
 from yarl import URL
 
 from kpk_io.change import JSON
 from kpk_io.rooms import encode_uri_component
 from tests.conftest import StartKpk
 from tests.processes import KpkServer, RedisServer
+from tests.sockets import members
 
 API_KEY = f"key-{uuid.uuid4().hex}"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-
-Member: TypeAlias = socketio.AsyncSimpleClient
-Connect = Callable[[KpkServer, str], Awaitable[Member]]
 
 
 @pytest.fixture
@@ -32,24 +28,6 @@ def nodes(start_kpk: StartKpk, redis_server: RedisServer, key_prefix: str) -> li
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
-
-
-@pytest.fixture
-async def connect() -> AsyncIterator[Connect]:
-    """Members: real Socket.IO clients that joined a room."""
-    members: list[Member] = []
-
-    async def join(node: KpkServer, room: str) -> Member:
-        member = socketio.AsyncSimpleClient()
-        await member.connect(node.url, transports=["websocket"])
-        members.append(member)
-        ack = await member.call("join", {"room": room}, timeout=10)
-        assert ack["ok"], ack
-        return member
-
-    yield join
-    for member in members:
-        await member.disconnect()
 
 
 def room_url(node: KpkServer, encoded_room: str) -> URL:
@@ -72,59 +50,59 @@ async def request(
         return response.status, await response.json()
 
 
-async def next_update(member: Member) -> JSON:
-    event, data = await member.receive(timeout=10)
-    assert event == "update"
-    return data
-
-
 async def test_patch_reaches_members_on_every_node(
-    nodes: list[KpkServer], http: aiohttp.ClientSession, connect: Connect
+    nodes: list[KpkServer], http: aiohttp.ClientSession
 ) -> None:
-    members = [await connect(node, "plan") for node in nodes]
     body = {"set": {"title": "Q1", "done": None}, "unset": ["draft"], "id": "cron-1"}
+    async with members(*(node.url for node in nodes)) as everywhere:
+        for member in everywhere:
+            await member.join("plan")
 
-    status, answer = await request(http, "PATCH", room_url(nodes[0], "plan"), body)
+        status, answer = await request(http, "PATCH", room_url(nodes[0], "plan"), body)
 
-    assert (status, answer) == (200, {"room": "plan", "rev": 1})
-    for member in members:
-        assert await next_update(member) == {
-            "room": "plan", "rev": 1, "set": {"title": "Q1", "done": None},
-            "unset": ["draft"], "replace": False, "id": "cron-1",
-        }
+        assert (status, answer) == (200, {"room": "plan", "rev": 1})
+        for member in everywhere:
+            assert await member.wait_updates("plan", 1) == [{
+                "room": "plan", "rev": 1, "set": {"title": "Q1", "done": None},
+                "unset": ["draft"], "replace": False, "id": "cron-1",
+            }]
     status, answer = await request(http, "GET", room_url(nodes[2], "plan"))
     assert (status, answer) == (200, {"room": "plan", "rev": 1,
                                       "state": {"title": "Q1", "done": None}})
 
 
 async def test_delete_empties_the_room_with_a_replace(
-    nodes: list[KpkServer], http: aiohttp.ClientSession, connect: Connect
+    nodes: list[KpkServer], http: aiohttp.ClientSession
 ) -> None:
     await request(http, "PATCH", room_url(nodes[0], "plan"), {"set": {"a": 1, "b": 2}})
-    members = [await connect(node, "plan") for node in nodes]
+    async with members(*(node.url for node in nodes)) as everywhere:
+        for member in everywhere:
+            await member.join("plan")
 
-    status, answer = await request(http, "DELETE", room_url(nodes[1], "plan"))
+        status, answer = await request(http, "DELETE", room_url(nodes[1], "plan"))
 
-    assert (status, answer) == (200, {"room": "plan", "rev": 2})
-    for member in members:
-        update = await next_update(member)
-        assert (update["rev"], update["replace"], update["set"]) == (2, True, {})
+        assert (status, answer) == (200, {"room": "plan", "rev": 2})
+        for member in everywhere:
+            assert await member.wait_updates("plan", 1) == [
+                {"room": "plan", "rev": 2, "set": {}, "unset": [], "replace": True}
+            ]
     status, answer = await request(http, "GET", room_url(nodes[0], "plan"))
     assert (status, answer) == (200, {"room": "plan", "rev": 2, "state": {}})
 
 
 async def test_the_room_is_one_segment_decoded_exactly_once(
-    nodes: list[KpkServer], http: aiohttp.ClientSession, connect: Connect
+    nodes: list[KpkServer], http: aiohttp.ClientSession
 ) -> None:
     room = "kpk/notes/acme%20co/q1/intro"
     encoded = encode_uri_component(room)
     assert encoded == "kpk%2Fnotes%2Facme%2520co%2Fq1%2Fintro"
-    member = await connect(nodes[1], room)
+    async with members(nodes[1].url) as (member,):
+        await member.join(room)
 
-    status, answer = await request(http, "PATCH", room_url(nodes[0], encoded), {"set": {"x": 1}})
+        patch = await request(http, "PATCH", room_url(nodes[0], encoded), {"set": {"x": 1}})
 
-    assert (status, answer) == (200, {"room": room, "rev": 1})
-    assert (await next_update(member))["room"] == room
+        assert patch == (200, {"room": room, "rev": 1})
+        assert [u["rev"] for u in await member.wait_updates(room, 1)] == [1]
     decoded_twice = encode_uri_component("kpk/notes/acme co/q1/intro")
     status, answer = await request(http, "GET", room_url(nodes[2], decoded_twice))
     assert (status, answer["rev"]) == (200, 0)
