@@ -79,8 +79,10 @@ class Handlers:
         @wraps(body)
         async def handler(sid: str, *args: object) -> Ack:
             lock = self._locks.get(sid)
-            if lock is None or self._draining:
+            if self._draining:
                 return _error(ErrorCode.UNAVAILABLE, "the server is shutting down")
+            if lock is None:  # the connection closed while this event waited to run
+                return _error(ErrorCode.UNAVAILABLE, "the connection is closing")
             self._in_flight += 1
             self._idle.clear()
             try:
