@@ -15,10 +15,8 @@ lists the status of each.
 import hmac
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -28,6 +26,7 @@ from kpk_io.logs import bind_request
 from kpk_io.metrics import Metrics
 from kpk_io.protocol import ErrorCode, UpdateRequest
 from kpk_io.publish import PublishError, clear_request, commit_change, parse_change, read_room
+from kpk_io.rooms import decode_uri_component
 from kpk_io.store.base import StateStore
 
 log = logging.getLogger(__name__)
@@ -43,8 +42,6 @@ _STATUS = {
     ErrorCode.CONFLICT: 409,
     ErrorCode.UNAVAILABLE: 503,
 }
-# A '%' that does not start a two-digit hex escape: decodeURIComponent throws on it.
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 Action = Callable[[web.Request, str], Awaitable[dict[str, JSON]]]
 Endpoint = Callable[[web.Request], Awaitable[web.Response]]
@@ -142,14 +139,11 @@ def _room_of(request: web.Request) -> str:
     aiohttp's own match_info keeps malformed escapes as they are; decoding here refuses them,
     as decodeURIComponent would. The ID itself is checked by the protocol's parsers.
     """
-    segment = request.rel_url.raw_path.rpartition("/")[2]
-    try:
-        if _BAD_ESCAPE.search(segment):
-            raise ValueError(segment)
-        return unquote(segment, errors="strict")
-    except ValueError:  # UnicodeDecodeError included
+    room = decode_uri_component(request.rel_url.raw_path.rpartition("/")[2])
+    if room is None:
         message = "the room must be percent-encoded as UTF-8 (encodeURIComponent)"
-        raise PublishError(ErrorCode.INVALID_ROOM, message) from None
+        raise PublishError(ErrorCode.INVALID_ROOM, message)
+    return room
 
 
 async def _json_body(request: web.Request) -> object:

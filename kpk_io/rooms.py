@@ -48,6 +48,19 @@ def encode_uri_component(text: str) -> str:
     return quote(text, safe=_URI_COMPONENT_SAFE)
 
 
+def decode_uri_component(segment: str) -> str | None:
+    """Inverse of encode_uri_component(), as JavaScript's decodeURIComponent decodes: None
+    where that would throw URIError (a malformed escape, or bytes that are not UTF-8)."""
+    pieces = segment.split("%")
+    for piece in pieces[1:]:
+        if len(piece) < 2 or not all(c in "0123456789abcdefABCDEF" for c in piece[:2]):
+            return None
+    try:
+        return unquote(segment, errors="strict")
+    except UnicodeDecodeError:
+        return None
+
+
 def room_from_path(pattern: str, path: str) -> str | None:
     """The room ID of a page, or None when `path` does not match `pattern`.
 
@@ -64,13 +77,13 @@ def room_from_path(pattern: str, path: str) -> str | None:
         return None
     parts = []
     for expected, raw in zip(wanted, given, strict=True):
-        segment = _decode(raw)
+        segment = decode_uri_component(raw)
         if segment is None or not segment:
             return None
         if expected.startswith(":"):
             if segment.strip().casefold() in _PLACEHOLDERS:
                 return None
-        elif segment != _decode(expected):
+        elif segment != decode_uri_component(expected):
             return None
         parts.append(encode_uri_component(segment))
     room = "/".join(parts)
@@ -88,15 +101,3 @@ def _segments(path: str) -> list[str] | None:
     if len(segments) > 1 and segments[-1] == "":
         segments.pop()
     return segments
-
-
-def _decode(segment: str) -> str | None:
-    """decodeURIComponent: None where JavaScript would throw URIError."""
-    pieces = segment.split("%")
-    for piece in pieces[1:]:
-        if len(piece) < 2 or not all(c in "0123456789abcdefABCDEF" for c in piece[:2]):
-            return None
-    try:
-        return unquote(segment, errors="strict")
-    except UnicodeDecodeError:
-        return None

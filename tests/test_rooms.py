@@ -2,7 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from kpk_io.rooms import (
@@ -45,7 +45,7 @@ def test_invalid_rooms_are_refused_with_a_reason(value: object, reason: str) -> 
         check_room(value)
 
 
-segment = st.text(min_size=1, max_size=12).filter(
+segment = st.text(min_size=1, max_size=6).filter(
     lambda s: s.strip().casefold() not in {"undefined", "null"}
 )
 
@@ -56,6 +56,7 @@ def test_distinct_segments_give_distinct_rooms(a: tuple[str, ...], b: tuple[str,
     path_a = "/notes/" + "/".join(encode_uri_component(s) for s in a)
     path_b = "/notes/" + "/".join(encode_uri_component(s) for s in b)
     room_a, room_b = room_from_path(pattern, path_a), room_from_path(pattern, path_b)
+    assume(len(path_a) <= 256 and len(path_b) <= 256)  # else too long to be a room
     assert room_a is not None and room_b is not None
     assert (room_a == room_b) == (a == b)
 

@@ -53,7 +53,7 @@ def _script(name: str) -> str:
 
 
 class RedisStateStore:
-    """StateStore on one Redis (or a Sentinel-managed primary)."""
+    """StateStore on one Redis server."""
 
     def __init__(
         self, url: str, *, prefix: str = DEFAULT_PREFIX, history: int = DEFAULT_HISTORY
