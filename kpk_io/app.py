@@ -1,9 +1,9 @@
 """create_app(settings): wires store, hub, Socket.IO server and HTTP routes into one app."""
 
 import asyncio
-import contextlib
 import logging
 
+import socketio
 from aiohttp import web
 
 from kpk_io.api import add_api_routes
@@ -56,13 +56,7 @@ def create_app(settings: Settings) -> web.Application:
 
     async def drain(app: web.Application) -> None:
         await _drain(handlers, settings.shutdown_timeout)
-        # Closing the Engine.IO transport (not a Socket.IO disconnect, after which clients
-        # would not reconnect) sends clients to reconnect, through the balancer, elsewhere.
-        # A client that is already gone never drains its queue, hence the bound.
-        if sio.eio.sockets:  # engineio's disconnect-all fails on an empty set
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2.0):
-                    await sio.eio.disconnect()
+        await drop_transports(sio)
         await sio.shutdown()
 
     async def close(app: web.Application) -> None:
@@ -79,6 +73,20 @@ async def _drain(handlers: Handlers, seconds: float) -> None:
             await handlers.drain()
     except TimeoutError:
         log.warning("shut down before every running request was answered")
+
+
+async def drop_transports(sio: socketio.AsyncServer) -> None:
+    """Close every client's transport so that the client reconnects (through the balancer,
+    to another node) and resumes there.
+
+    Not sio.disconnect() nor engineio's disconnect(): both say goodbye in the protocol (a
+    Socket.IO DISCONNECT or an Engine.IO CLOSE packet), after which socket.io-client and
+    python-socketio clients deliberately stay disconnected. Aborting the Engine.IO socket
+    and waking its writer closes the WebSocket (or answers the pending poll) without one.
+    """
+    for socket in list(sio.eio.sockets.values()):
+        await socket.close(wait=False, abort=True)
+        socket.queue.put_nowait(None)
 
 
 async def _close(hub: Hub, store: StateStore) -> None:

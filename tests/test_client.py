@@ -99,3 +99,21 @@ async def test_a_client_catches_up_on_what_it_missed_while_away(
         await room.wait_for(lambda s: len(s) == 5, timeout=15)
         assert room.rev == 5
         assert room.state == {f"k{i}": i for i in range(5)}
+
+
+async def test_clients_of_a_terminated_server_reconnect_and_resume(
+    start_kpk: StartKpk, redis_server: RedisServer, key_prefix: str
+) -> None:
+    server = start_kpk("--redis-url", redis_server.url, "--key-prefix", key_prefix)
+    async with KpkClient(server.url) as client:
+        room = await client.join(ROOM)
+        room.set("before", 1)
+        await room.flush()
+        assert server.terminate() == 0
+        await eventually(lambda: not client.connected)
+        room.set("during", 2)
+        server.start()  # what the balancer would give it: another node at the same address
+        await eventually(lambda: client.connected, timeout=15)
+        await room.flush()
+        async with members(server.url) as [other]:
+            assert (await other.join(ROOM))["state"] == {"before": 1, "during": 2}
