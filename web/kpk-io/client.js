@@ -3,7 +3,7 @@
 // catches up (room.js).
 
 import { io as bundledIo } from "./socket.io.esm.min.js";
-import { KpkError } from "./error.js";
+import { KpkError, KpkEvent } from "./error.js";
 import { checkRoom } from "./room-path.js";
 import { Room } from "./room.js";
 
@@ -196,6 +196,13 @@ export class KpkClient extends EventTarget {
       this.#setStatus(socket.active ? this.#status : "error", error);
     });
     socket.io.on("reconnect_failed", () => this.#setStatus("offline", this.#error));
+    // A server shutting down sends an Engine.IO CLOSE packet; engine.io-client acts on it
+    // over HTTP long-polling but not over WebSocket, where it would wait for the server to
+    // drop the socket. Closing the transport here makes the Manager reconnect at once.
+    socket.io.on("open", () => {
+      const engine = socket.io.engine;
+      engine.on("packet", (/** @type {{type: string}} */ packet) => packet.type === "close" && engine.close());
+    });
     socket.on("update", (/** @type {any} */ body) => this.#received(body));
     if (typeof document === "undefined") return;
     const flushAll = () => {
@@ -237,7 +244,7 @@ export class KpkClient extends EventTarget {
     const changed = status !== this.#status;
     this.#status = status;
     for (const room of this.#rooms.values()) room.connectionChanged();
-    if (changed) this.dispatchEvent(new CustomEvent("status", { detail: { status, error } }));
+    if (changed) this.dispatchEvent(new KpkEvent("status", { status, error }));
   }
 
   #disconnect() {
@@ -266,6 +273,8 @@ function browserOffline() {
 
 /** @param {number} bytes */
 function randomHex(bytes) {
-  const values = crypto.getRandomValues(new Uint8Array(bytes));
+  const values = new Uint8Array(bytes);
+  if (globalThis.crypto?.getRandomValues) globalThis.crypto.getRandomValues(values);
+  else values.forEach((_, i) => (values[i] = Math.floor(Math.random() * 256)));
   return Array.from(values, (b) => b.toString(16).padStart(2, "0")).join("");
 }

@@ -1,5 +1,6 @@
-// The one error type of the client: `code` is a protocol error code (docs/protocol.md), or
-// `disconnected` / `timeout` when no answer came.
+// The one error type of the client and the one event type it dispatches. A KpkError's
+// `code` is a protocol error code (docs/protocol.md), or `disconnected` / `timeout` when no
+// answer came, or `closed` for a room that was closed.
 
 export class KpkError extends Error {
   /**
@@ -17,3 +18,15 @@ export class KpkError extends Error {
 
 /** Codes after which the same request may succeed later; any other refusal is final. */
 export const TRANSIENT = new Set(["unavailable", "internal", "disconnected", "timeout", "not_joined"]);
+
+/**
+ * An event with a `detail`, like CustomEvent (which node 18 lacks); what Room and KpkClient
+ * dispatch.
+ */
+export class KpkEvent extends Event {
+  /** @param {string} type @param {any} detail */
+  constructor(type, detail) {
+    super(type);
+    this.detail = detail;
+  }
+}

@@ -2,7 +2,7 @@
 // applied in rev order, and the catch-up after every reconnect (docs/protocol.md, "a correct
 // client"). The connection itself is the client's; a Room reaches it through a RoomLink.
 
-import { KpkError, TRANSIENT } from "./error.js";
+import { KpkError, KpkEvent, TRANSIENT } from "./error.js";
 import { committedFromWire, makeChange, updatePayload } from "./change.js";
 import { RoomState } from "./room-state.js";
 
@@ -194,7 +194,7 @@ export class Room extends EventTarget {
    * @param {(detail: any) => void} listener
    */
   on(type, listener) {
-    const handler = (/** @type {Event} */ event) => listener(/** @type {CustomEvent} */ (event).detail);
+    const handler = (/** @type {Event} */ event) => listener(/** @type {KpkEvent} */ (event).detail);
     this.addEventListener(type, handler);
     return () => this.removeEventListener(type, handler);
   }
@@ -431,7 +431,7 @@ export class Room extends EventTarget {
 
   /** @param {string} type @param {unknown} detail */
   #emit(type, detail) {
-    this.dispatchEvent(new CustomEvent(type, { detail }));
+    this.dispatchEvent(new KpkEvent(type, detail));
   }
 }
 
