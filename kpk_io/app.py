@@ -3,7 +3,6 @@
 import asyncio
 import logging
 
-import socketio
 from aiohttp import web
 
 from kpk_io.api import add_api_routes
@@ -12,7 +11,7 @@ from kpk_io.handlers import Handlers
 from kpk_io.hub import Hub
 from kpk_io.metrics import Metrics
 from kpk_io.pages import add_page_routes
-from kpk_io.server import build_server
+from kpk_io.server import build_server, drop_transport
 from kpk_io.store.base import StateStore, StoreUnavailable
 from kpk_io.store.memory import MemoryStateStore
 from kpk_io.store.redis import RedisStateStore
@@ -56,7 +55,8 @@ def create_app(settings: Settings) -> web.Application:
 
     async def drain(app: web.Application) -> None:
         await _drain(handlers, settings.shutdown_timeout)
-        await drop_transports(sio)
+        for eio_sid in list(sio.eio.sockets):
+            await drop_transport(sio, eio_sid)
         await sio.shutdown()
 
     async def close(app: web.Application) -> None:
@@ -73,20 +73,6 @@ async def _drain(handlers: Handlers, seconds: float) -> None:
             await handlers.drain()
     except TimeoutError:
         log.warning("shut down before every running request was answered")
-
-
-async def drop_transports(sio: socketio.AsyncServer) -> None:
-    """Close every client's transport so that the client reconnects (through the balancer,
-    to another node) and resumes there.
-
-    Not sio.disconnect() nor engineio's disconnect(): both say goodbye in the protocol (a
-    Socket.IO DISCONNECT or an Engine.IO CLOSE packet), after which socket.io-client and
-    python-socketio clients deliberately stay disconnected. Aborting the Engine.IO socket
-    and waking its writer closes the WebSocket (or answers the pending poll) without one.
-    """
-    for socket in list(sio.eio.sockets.values()):
-        await socket.close(wait=False, abort=True)
-        socket.queue.put_nowait(None)
 
 
 async def _close(hub: Hub, store: StateStore) -> None:

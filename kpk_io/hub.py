@@ -36,6 +36,9 @@ class Members(Protocol):
     async def deliver(self, committed: CommittedChange) -> None:
         """Send the change to the room's local members except its origin."""
 
+    async def resync(self, room: str) -> None:
+        """Make the room's local members join again: their copy is ahead of the store."""
+
 
 @dataclass
 class _Lane:
@@ -55,6 +58,7 @@ class Hub:
         self._members = members
         self._lanes: dict[str, _Lane] = {}
         self._rooms_of: dict[str, set[str]] = {}
+        self._background: set[asyncio.Task[None]] = set()
         store.set_listener(self)
 
     @property
@@ -133,7 +137,7 @@ class Hub:
             try:
                 await op(lane)
             except Exception:
-                log.exception("room %r: lane operation failed", lane.room)
+                log.exception("lane operation failed")
             if lane.members or not lane.ops.empty():
                 continue
             if lane.watched:
@@ -152,7 +156,7 @@ class Hub:
         snapshot = await self._store.snapshot(lane.room)
         if lane.cursor is None:
             lane.cursor = snapshot.rev
-        elif snapshot.rev > lane.cursor:
+        elif snapshot.rev != lane.cursor:
             await self._fill(lane, snapshot)
         if sid not in lane.members:
             lane.members.add(sid)
@@ -166,10 +170,8 @@ class Hub:
         if committed.rev == lane.cursor + 1:
             await self._deliver(lane, committed)
             return
-        log.warning(
-            "room %r: feed skipped from rev %d to %d; filling from the log",
-            lane.room, lane.cursor, committed.rev,
-        )
+        log.warning("feed skipped from rev %d to %d; filling from the log",
+                    lane.cursor, committed.rev)
         await self._catch_up(lane)
 
     async def _catch_up(self, lane: _Lane) -> None:
@@ -178,7 +180,7 @@ class Hub:
         try:
             await self._fill(lane, None)
         except StoreUnavailable as exc:
-            log.error("room %r: cannot catch up (%s); retrying", lane.room, exc)
+            log.error("cannot catch up (%s); retrying", exc)
             loop = asyncio.get_running_loop()
             loop.call_later(_RETRY_DELAY, lane.ops.put_nowait, self._catch_up)
 
@@ -194,10 +196,20 @@ class Hub:
             return
         whole = snapshot or await self._store.snapshot(lane.room)
         if whole.rev > lane.cursor:
-            log.warning("room %r: log no longer reaches rev %d; sending the state", lane.room,
-                        lane.cursor)
+            log.warning("log no longer reaches rev %d; sending the whole state", lane.cursor)
             state = Change(whole.state, (), replace=True)
             await self._deliver(lane, CommittedChange(lane.room, whole.rev, state))
+        elif whole.rev < lane.cursor:
+            # Redis lost data (a failover, a restored backup): members are ahead of the store
+            # and would ignore the revs it hands out again, so they start over.
+            log.error("the store went back from rev %d to %d; members join again",
+                      lane.cursor, whole.rev)
+            lane.cursor = whole.rev
+            # In a task of its own: dropping a member runs its disconnect handler, which
+            # leaves this room through this very lane.
+            task = asyncio.create_task(self._members.resync(lane.room))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _deliver(self, lane: _Lane, committed: CommittedChange) -> None:
         lane.cursor = committed.rev

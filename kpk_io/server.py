@@ -29,6 +29,11 @@ class SocketMembers:
     async def leave(self, sid: str, room: str) -> None:
         await self._sio.leave_room(sid, sio_room(room))
 
+    async def resync(self, room: str) -> None:
+        for sid, eio_sid in list(self._sio.manager.get_participants("/", sio_room(room))):
+            log.warning("dropping %s so that it joins %r again", sid, room)
+            await drop_transport(self._sio, eio_sid)
+
     async def deliver(self, committed: CommittedChange) -> None:
         name = sio_room(committed.room)
         recipients = sum(1 for sid, _ in self._sio.manager.get_participants("/", name)
@@ -37,6 +42,21 @@ class SocketMembers:
             Event.UPDATE.value, committed.to_wire(), room=name, skip_sid=committed.origin
         )
         self._metrics.deliveries.inc(recipients)
+
+
+async def drop_transport(sio: socketio.AsyncServer, eio_sid: str) -> None:
+    """Close a client's transport so that it reconnects (elsewhere, through the balancer)
+    and joins its rooms again.
+
+    Not sio.disconnect() nor engineio's disconnect(): both say goodbye in the protocol (a
+    Socket.IO DISCONNECT or an Engine.IO CLOSE packet), after which socket.io-client and
+    python-socketio clients deliberately stay away. Aborting the Engine.IO socket and waking
+    its writer closes the WebSocket (or answers the pending poll) without a goodbye.
+    """
+    socket = sio.eio.sockets.get(eio_sid)
+    if socket is not None:
+        await socket.close(wait=False, abort=True)
+        socket.queue.put_nowait(None)
 
 
 def build_server(

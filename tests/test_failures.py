@@ -1,13 +1,16 @@
-"""Failures: the store going away, handlers failing unexpectedly, connections leaking."""
+"""Failures: the store going away or back in time, handlers failing, connections leaking."""
 
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from kpk_io import app as kpk_app
 from kpk_io.change import Change, CommittedChange
+from kpk_io.client import KpkClient
 from kpk_io.config import Settings
 from kpk_io.store.base import Conflict
 from kpk_io.store.memory import MemoryStateStore
@@ -83,3 +86,37 @@ async def test_closed_connections_leave_nothing_behind(monkeypatch: pytest.Monke
         await eventually(lambda: hub.room_count == 0 and not handlers.connection_count,
                          what="every room and connection to be released")
         assert metrics.registry.get_sample_value("kpk_io_connections") == 0
+
+
+async def test_members_start_over_when_redis_goes_back_in_time(
+    start_kpk: StartKpk, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    node = start_kpk("--redis-url", own_redis.url)
+    async with KpkClient(node.url) as client:
+        room = await client.join(ROOM)
+        async with members(node.url) as [writer]:
+            await writer.join(ROOM)
+            for i in range(3):
+                await writer.update(ROOM, set={"n": i, f"at{i}": True})
+        await room.wait_for(lambda s: s.get("n") == 2)
+        own_redis.stop()
+        shutil.copytree(own_redis.dir, tmp_path / "backup")
+        own_redis.start()
+        async with members(node.url) as [writer]:
+            await writer.join(ROOM)
+            for i in range(3, 6):
+                await writer.update(ROOM, set={"n": i, f"at{i}": True})
+        await room.wait_for(lambda s: s.get("n") == 5)
+        # Restore the backup: Redis is back at rev 3, the room's member at rev 6.
+        own_redis.stop()
+        shutil.rmtree(own_redis.dir)
+        shutil.copytree(tmp_path / "backup", own_redis.dir)
+        own_redis.start()
+        expected = {"n": 2, "at0": True, "at1": True, "at2": True}
+        await room.wait_for(lambda s: s == expected, timeout=20)
+        assert room.rev == 3
+        async with members(node.url) as [writer]:
+            await writer.join(ROOM)
+            assert (await writer.update(ROOM, set={"after": True}))["rev"] == 4
+        await room.wait_for(lambda s: s.get("after") is True)
+        assert room.rev == 4
