@@ -4,7 +4,6 @@
 import os
 import re
 import shutil
-import signal
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -204,7 +203,7 @@ def test_server_stopped_and_restarted_reconnects_and_delivers_offline_edits(
     if stop == "kill":
         redis_kpk.kill()
     else:
-        _sigterm(redis_kpk)
+        assert redis_kpk.terminate() == 0
     for page in (alice, bob):
         expect_status(page, "reconnecting", 3000)
         expect(page.locator("#status")).to_have_text("Reconnecting…")
@@ -288,15 +287,6 @@ def test_screenshot_of_two_windows_editing_together(
     SCREENSHOT.parent.mkdir(exist_ok=True)
     frames.screenshot(path=str(SCREENSHOT))
     assert SCREENSHOT.stat().st_size > 10_000
-
-
-def _sigterm(server: KpkServer) -> None:
-    """A graceful stop, without waiting for the process to exit as KpkServer.terminate()
-    does: it stops listening at once, but with browsers connected it takes ~20 s to exit
-    (aiohttp waits for their WebSocket handlers). The fixture kills it afterwards."""
-    process = server._process
-    assert process is not None
-    process.send_signal(signal.SIGTERM)
 
 
 def _listening(port: int) -> bool:
