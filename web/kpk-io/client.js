@@ -139,7 +139,7 @@ export class KpkClient extends EventTarget {
     if (!this.#socket.connected) {
       return Promise.reject(new KpkError("disconnected", "not connected"));
     }
-    if (event === "update") this.#sentIds.add(payload.id);
+    if (event === "update") this.#remember(payload.id);
     return new Promise((resolve, reject) => {
       this.#unanswered.add(reject);
       this.#socket.timeout(this.#requestTimeoutMs).emit(event, payload, (/** @type {any} */ error, /** @type {any} */ ack) => {
@@ -221,6 +221,12 @@ export class KpkClient extends EventTarget {
       () => removeEventListener("online", onOnline),
       () => document.removeEventListener("visibilitychange", onVisibility),
     );
+  }
+
+  /** @param {string} id  of an update sent, to count echoes; the last 10000 are kept */
+  #remember(id) {
+    this.#sentIds.add(id);
+    if (this.#sentIds.size > 10000) this.#sentIds.delete(this.#sentIds.values().next().value);
   }
 
   /** @param {any} body */

@@ -101,8 +101,8 @@ export class RoomState {
    * @returns {Committed[]} changes of others now applied
    */
   remote(committed) {
-    if (committed.rev <= this.rev || this.own.has(committed.rev)) return [];
     const entry = committed.id === undefined ? undefined : this.#takeInFlight(committed.id);
+    if (committed.rev <= this.rev || this.own.has(committed.rev)) return []; // known already
     if (entry) {
       this.own.set(committed.rev, entry.change); // ours, and its ack was lost
     } else {

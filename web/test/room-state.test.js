@@ -117,3 +117,12 @@ test("dropping a refused change takes it out of the view", () => {
   assert.ok(!room.drop("c-1"));
   assert.deepEqual(room.view, {});
 });
+
+test("a change of ours already in the state (a snapshot) is not sent again", () => {
+  const room = new RoomState();
+  room.edit(makeChange({ set: { a: 1 } }));
+  room.send("c-1", 1);
+  room.reset(3, { a: 1 });
+  assert.deepEqual(room.remote(committed(2, { a: 1 }, "c-1")), []);
+  assert.equal(room.inFlight.length, 0);
+});
