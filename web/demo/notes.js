@@ -39,7 +39,10 @@ function main() {
   Object.assign(window, { __kpk: { client, room } }); // for the console and the browser tests
 
   room.on("status", ({ status, reconnecting }) => showStatus(reconnecting ? "reconnecting" : status));
-  room.on("pending", ({ count }) => showPending(count));
+  room.on("pending", ({ count }) => {
+    showPending(count);
+    $("rev").textContent = String(room.rev); // acks move the rev too
+  });
   room.on("change", () => render(room));
   room.on("error", ({ error, change }) => {
     if (change) flash(`A change was refused by the server (${error.code}) and undone.`);
