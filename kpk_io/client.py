@@ -44,7 +44,7 @@ class KpkClient:
         self._auth = auth
         self._transports = transports
         self._timeout = request_timeout
-        self._id_prefix = secrets.token_hex(4)
+        self._id_prefix = secrets.token_hex(8)  # ids must be unique per room: see protocol.md
         self._counter = 0
         self._rooms: dict[str, Room] = {}
         self._pending: set[asyncio.Future[dict[str, JSON]]] = set()

@@ -56,6 +56,7 @@ class Room:
         self._in_flight: tuple[str, Change] | None = None
         self._pending: Change | None = None
         self._joined = False
+        self._joined_before = False
         self._closed = False
         self._changed = asyncio.Event()
         self._idle = asyncio.Event()
@@ -126,11 +127,12 @@ class Room:
     async def rejoin(self) -> None:
         """Join on the current connection and catch up from `rev`."""
         ack = await self._link.request(Event.JOIN, {"room": self.name})
-        self._joined = True
-        if not self.rev and not self._own:
+        first = not self._joined_before
+        self._joined = self._joined_before = True
+        if first:
             self._reset(int(ack["rev"]), dict(ack["state"]))
         elif int(ack["rev"]) != self.rev:
-            await self.sync()
+            await self.sync()  # also settles a change in flight whose ack was lost
         self._kick()
 
     async def sync(self) -> None:

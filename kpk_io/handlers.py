@@ -26,7 +26,7 @@ from kpk_io.protocol import (
     parse_sync,
     parse_update,
 )
-from kpk_io.store.base import Conflict, StateStore, StoreUnavailable
+from kpk_io.store.base import Conflict, Duplicate, StateStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,8 @@ class Handlers:
             raise ProtocolError(
                 ErrorCode.CONFLICT, f"the room is at rev {result.rev}", rev=result.rev
             )
+        if isinstance(result, Duplicate):
+            return ok(room=request.room, rev=result.rev, duplicate=True)
         return ok(room=request.room, rev=result.rev)
 
     async def _sync(self, sid: str, data: object) -> Ack:

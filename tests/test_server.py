@@ -134,6 +134,20 @@ async def test_compare_and_set(kpk: KpkServer) -> None:
         assert (await a.join(ROOM))["state"] == {"v": 3}
 
 
+async def test_a_change_sent_again_is_applied_once(kpk: KpkServer) -> None:
+    async with members(kpk.url, kpk.url) as [a, b]:
+        await a.join(ROOM)
+        await b.join(ROOM)
+        assert (await a.update(ROOM, set={"v": 1}, id="a-1"))["rev"] == 1
+        await b.update(ROOM, set={"v": 2}, id="b-1")
+        assert await a.update(ROOM, set={"v": 1}, id="a-1") == {
+            "ok": True, "room": ROOM, "rev": 1, "duplicate": True
+        }
+        await b.update(ROOM, set={"marker": True})
+        assert [u["rev"] for u in await a.wait_updates(ROOM, 2)] == [2, 3]
+        assert (await a.join(ROOM))["state"] == {"v": 2, "marker": True}
+
+
 async def test_sync_returns_changes_or_the_whole_state(start_kpk: StartKpk) -> None:
     kpk = start_kpk("--history", "3")
     async with members(kpk.url) as [a]:

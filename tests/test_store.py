@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from kpk_io.change import Change, CommittedChange
-from kpk_io.store.base import Conflict, StateStore, StoreUnavailable
+from kpk_io.store.base import Conflict, Duplicate, StateStore, StoreUnavailable
 from kpk_io.store.memory import MemoryStateStore
 from kpk_io.store.redis import RedisStateStore, _keys
 from tests.polling import eventually
@@ -104,6 +104,18 @@ async def test_compare_and_set(store: StateStore) -> None:
     assert (await store.snapshot(ROOM)).state == {"a": 3}
 
 
+async def test_a_change_id_is_committed_once(store: StateStore) -> None:
+    first = await commit(store, Change({"a": 1}), change_id="client-1")
+    await commit(store, Change({"a": 2}), change_id="client-2")
+    assert await store.commit(ROOM, Change({"a": 3}), change_id="client-1") == Duplicate(1)
+    snapshot = await store.snapshot(ROOM)
+    assert (snapshot.rev, snapshot.state) == (2, {"a": 2})
+    assert first.rev == 1
+    for i in range(5):  # the history is 5: older ids are forgotten with the log
+        await commit(store, Change({"n": i}))
+    assert (await commit(store, Change({"a": 4}), change_id="client-1")).rev == 8
+
+
 async def test_changes_since_in_order_until_history_runs_out(store: StateStore) -> None:
     for i in range(1, 8):
         await commit(store, Change({"n": i}), change_id=f"c{i}")
@@ -158,7 +170,8 @@ async def test_look_alike_rooms_are_distinct(store: StateStore) -> None:
 async def test_redis_keys_of_a_room_share_one_cluster_slot(key_prefix: str) -> None:
     for room in ["plain", "{braces}:colons", "}{", "ünï cödé 🎉", "a/b%2Fc"]:
         keys = _keys(key_prefix, room)
-        assert len({key_slot(k.encode()) for k in (keys.state, keys.rev, keys.log)}) == 1
+        slots = {key_slot(k.encode()) for k in (keys.state, keys.rev, keys.log, keys.ids)}
+        assert len(slots) == 1
     assert _keys(key_prefix, "a}b") != _keys(key_prefix, "a%7Db")
 
 

@@ -17,6 +17,13 @@ class Conflict:
     rev: int
 
 
+@dataclass(frozen=True)
+class Duplicate:
+    """A change with this id was committed already, as `rev`; nothing changed."""
+
+    rev: int
+
+
 class ChangeListener(Protocol):
     """Receives the committed changes of watched rooms (one node's hub)."""
 
@@ -46,13 +53,15 @@ class StateStore(Protocol):
         base_rev: int | None = None,
         change_id: str | None = None,
         origin: str | None = None,
-    ) -> CommittedChange | Conflict:
+    ) -> CommittedChange | Conflict | Duplicate:
         """Apply `change` atomically and publish it to every watcher of the room.
 
         Each commit adds exactly 1 to the room's rev; commits from any number of callers are
         linearised, and the feed carries them in rev order. With `base_rev`, nothing changes
-        unless the room is at that rev (Conflict otherwise). Raises StoreUnavailable when the
-        store cannot be reached.
+        unless the room is at that rev (Conflict otherwise). A `change_id` already committed
+        to the room within its history changes nothing (Duplicate, with the rev it got), so a
+        change sent again after a lost acknowledgement is applied once. Raises
+        StoreUnavailable when the store cannot be reached.
         """
 
     async def changes_since(self, room: str, since: int) -> list[CommittedChange] | None:

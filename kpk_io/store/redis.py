@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from kpk_io.change import Change, CommittedChange, Snapshot, encode_json
-from kpk_io.store.base import ChangeListener, Conflict, StoreUnavailable
+from kpk_io.store.base import ChangeListener, Conflict, Duplicate, StoreUnavailable
 from kpk_io.store.redis_feed import RedisFeed
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ class _RoomKeys:
     state: str
     rev: str
     log: str
+    ids: str
     channel: str
 
 
@@ -45,7 +46,9 @@ def _keys(prefix: str, room: str) -> _RoomKeys:
     one-to-one, so distinct rooms never share a key.
     """
     base = f"{prefix}{{{quote(room, safe='')}}}"
-    return _RoomKeys(f"{base}:state", f"{base}:rev", f"{base}:log", f"{base}:feed")
+    return _RoomKeys(
+        f"{base}:state", f"{base}:rev", f"{base}:log", f"{base}:ids", f"{base}:feed"
+    )
 
 
 def _script(name: str) -> str:
@@ -66,7 +69,7 @@ class RedisStateStore:
             "socket_connect_timeout": _TIMEOUT,
         }
         self._redis = aioredis.Redis.from_url(url, **common)
-        # A commit is retried by _commit_once() itself, with a token that makes the retry
+        # A commit is retried by _commit_once() itself, with a change id that makes the retry
         # idempotent; redis-py's own retry could apply a change twice.
         self._writer = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
         self._commit = self._writer.register_script(_script("commit.lua"))
@@ -101,16 +104,16 @@ class RedisStateStore:
         base_rev: int | None = None,
         change_id: str | None = None,
         origin: str | None = None,
-    ) -> CommittedChange | Conflict:
+    ) -> CommittedChange | Conflict | Duplicate:
         keys = _keys(self._prefix, room)
         encoded = [(name, encode_json(value)) for name, value in change.set.items()]
-        token = uuid.uuid4().hex
+        # Without a client id, a generated one still makes our own retries idempotent.
+        dedupe_key = change_id or f"kpk-io:{uuid.uuid4().hex}"
         fields = ",".join(f"{encode_json(name)}:{text}" for name, text in encoded)
         # The log entry after its opening '{"rev":N,', which the script adds.
         body = (
             f'"set":{{{fields}}},"unset":{encode_json(list(change.unset))},'
-            f'"replace":{encode_json(change.replace)},"id":{encode_json(change_id)},'
-            f'"token":"{token}"}}'
+            f'"replace":{encode_json(change.replace)},"id":{encode_json(change_id)}}}'
         )
         head = encode_json({"room": room, "origin": origin})[:-1] + ',"entry":'
         args: list[str | int] = [
@@ -120,8 +123,7 @@ class RedisStateStore:
             keys.channel,
             head,
             body,
-            token,
-            0,
+            dedupe_key,
             len(encoded),
         ]
         for name, text in encoded:
@@ -130,20 +132,23 @@ class RedisStateStore:
         status, rev = await self._commit_once(keys, args)
         if status == 0:
             return Conflict(int(rev))
+        if status == 2:
+            return Duplicate(int(rev))
         return CommittedChange(room, int(rev), change, change_id, origin)
 
     async def _commit_once(self, keys: _RoomKeys, args: list[str | int]) -> list[int]:
         for attempt in range(1, _COMMIT_ATTEMPTS + 1):
             try:
                 result: list[int] = await self._commit(
-                    keys=[keys.state, keys.rev, keys.log], args=args
+                    keys=[keys.state, keys.rev, keys.log, keys.ids], args=args
                 )
                 return result
             except RedisError as exc:
                 transient = isinstance(exc, RedisConnectionError | RedisTimeoutError)
                 if attempt == _COMMIT_ATTEMPTS or not transient:
                     raise StoreUnavailable(str(exc)) from exc
-                args[7] = 1  # the reply may have been lost: look for our token first
+                # The reply may have been lost after the commit: the retry carries the same
+                # change id, so the script reports that commit instead of repeating it.
                 await asyncio.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
 
