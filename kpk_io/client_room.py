@@ -192,6 +192,10 @@ class Room:
         self._changed.set()
 
     def _reset(self, rev: int, state: State) -> None:
+        if rev < self.rev:
+            # The server lost history (Redis failover, restored backup): the revs past its
+            # rev will be handed out again, to other changes.
+            self._own, self._held = {}, {}
         self._confirmed, self.rev = state, rev
         self._own = {r: c for r, c in self._own.items() if r > rev}
         self._held = {r: c for r, c in self._held.items() if r > rev}

@@ -30,7 +30,7 @@ export class KpkClient extends EventTarget {
   #rooms = new Map();
   #connection = 0;
   #counter = 0;
-  #idPrefix = randomHex(4);
+  #idPrefix = randomHex(8); // ids must be unique per room: see docs/protocol.md
   /** @type {Set<(error: KpkError) => void>} */
   #unanswered = new Set();
   /** @type {Set<string>} */
