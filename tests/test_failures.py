@@ -12,7 +12,7 @@ from kpk_io import app as kpk_app
 from kpk_io.change import Change, CommittedChange
 from kpk_io.client import KpkClient
 from kpk_io.config import Settings
-from kpk_io.store.base import Conflict
+from kpk_io.store.base import Conflict, Duplicate
 from kpk_io.store.memory import MemoryStateStore
 from tests.conftest import StartKpk
 from tests.polling import eventually
@@ -43,7 +43,9 @@ async def test_unavailable_store_refuses_and_commits_nothing(
 class ExplodingStore(MemoryStateStore):
     """A store with a bug: the one fault here we cannot cause for real."""
 
-    async def commit(self, room: str, change: Change, **kw: object) -> CommittedChange | Conflict:
+    async def commit(
+        self, room: str, change: Change, **kw: object
+    ) -> CommittedChange | Conflict | Duplicate:
         if "explode" in change.set:
             raise RuntimeError("bug in the store")
         return await super().commit(room, change, **kw)  # type: ignore[arg-type]
