@@ -54,15 +54,15 @@ class CommittedChange:
         return body
 
     @classmethod
-    def from_wire(
-        cls, room: str, body: Mapping[str, JSON], origin: str | None = None
-    ) -> "CommittedChange":
+    def from_wire(cls, room: str, body: Mapping[str, JSON]) -> "CommittedChange":
         """Inverse of to_wire() (the room comes separately); raises ValueError if malformed."""
         try:
             change = Change(dict(body["set"]), tuple(body["unset"]), bool(body["replace"]))
             change_id = body.get("id")
-            return cls(room, int(body["rev"]), change, change_id, origin)
-        except (KeyError, TypeError) as exc:
+            if change_id is not None and not isinstance(change_id, str):
+                raise TypeError(f"id {change_id!r}")
+            return cls(room, int(body["rev"]), change, change_id)
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a change: {exc!r}") from exc
 
 

@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--redis-url", help="redis://HOST:PORT/DB; none = in-memory store")
     serve.add_argument("--key-prefix", help="prefix of every Redis key (default kpk:)")
     serve.add_argument("--history", help="changes kept per room for sync (default 1000)")
+    serve.add_argument("--max-rooms", help="rooms one connection may join (default 100)")
     serve.add_argument("--cors-origins", help="comma-separated origins allowed, or *")
     serve.add_argument("--log-level", help="debug, info, warning or error")
     serve.add_argument("--log-json", action="store_const", const="true", help="JSON log lines")

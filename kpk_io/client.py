@@ -13,6 +13,7 @@ result and is not sent twice. docs/protocol.md describes the algorithm.
 """
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -45,6 +46,7 @@ class KpkClient:
         self._transports = transports
         self._timeout = request_timeout
         self._id_prefix = secrets.token_hex(8)  # ids must be unique per room: see protocol.md
+        self._secret = secrets.token_hex(16)
         self._counter = 0
         self._rooms: dict[str, Room] = {}
         self._pending: set[asyncio.Future[dict[str, JSON]]] = set()
@@ -67,13 +69,29 @@ class KpkClient:
 
     async def connect(self) -> None:
         await self.sio.connect(
-            self.url, auth=self._auth, transports=self._transports, wait_timeout=self._timeout
+            self.url,
+            auth=self._connect_auth,
+            transports=self._transports,
+            wait_timeout=self._timeout,
         )
 
+    def _connect_auth(self) -> dict[str, Any]:
+        """Asked again on every reconnect, so a callable `auth` can hand out fresh tokens.
+        `client` is this client's secret: it makes the server's dedupe of re-sent changes
+        (by id) this client's own, see docs/protocol.md."""
+        given = self._auth() if callable(self._auth) else dict(self._auth or {})
+        return {**given, "client": self._secret}
+
     async def close(self) -> None:
-        for room in list(self._rooms.values()):
-            await room.flush(timeout=self._timeout)
-        await self.sio.shutdown()
+        """Wait (up to the request timeout) for unsent changes, then disconnect."""
+        try:
+            for room in list(self._rooms.values()):
+                with contextlib.suppress(TimeoutError):
+                    await room.flush(timeout=self._timeout)
+        finally:
+            for room in self._rooms.values():
+                room.close()
+            await self.sio.shutdown()
 
     async def __aenter__(self) -> "KpkClient":
         await self.connect()
@@ -85,13 +103,14 @@ class KpkClient:
     async def join(self, room_id: str) -> Room:
         """Join a room and return its live handle (the same handle when joined already)."""
         room = self._rooms.get(room_id)
-        if room is None:
-            room = Room(room_id, _Link(self))
-            self._rooms[room_id] = room
+        if room is not None:
+            return room
+        room = self._rooms[room_id] = Room(room_id, _Link(self))
         try:
             await room.rejoin()
         except KpkError:
             self._rooms.pop(room_id, None)
+            room.close()
             raise
         return room
 

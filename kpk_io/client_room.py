@@ -18,8 +18,8 @@ from kpk_io.protocol import Event
 log = logging.getLogger(__name__)
 
 _RETRY_DELAY = 0.5
-# Refusals after which the same change could never succeed: it is dropped.
-_TRANSIENT = {"unavailable", "internal", "disconnected", "timeout", "not_joined"}
+# Failures after which the same change may still succeed; after any other it is dropped.
+_TRANSIENT = {"unavailable", "disconnected", "timeout", "not_joined"}
 
 
 class KpkError(Exception):
@@ -180,9 +180,9 @@ class Room:
             following = self.rev + 1
             if following in self._held:
                 committed = self._held.pop(following)
-                self._own.pop(following, None)
+                mine = self._own.pop(following, None) is not None  # a sync replaying ours
                 committed.change.apply_to(self._confirmed)
-                for listener in self._listeners:
+                for listener in () if mine else self._listeners:
                     listener(self, committed)
             elif following in self._own:
                 self._own.pop(following).apply_to(self._confirmed)
@@ -235,8 +235,14 @@ class Room:
             self._in_flight = None
             self._changed.set()
             return True
-        if exc.code in {"disconnected", "timeout"}:
-            return False  # kept in flight; resolved by the sync after reconnecting
+        if exc.code == "disconnected":
+            return False  # kept in flight; settled by the sync after reconnecting
+        if exc.code == "not_joined":  # the server forgot this connection's rooms
+            self._joined = False
+            self._spawn_resume(self.rejoin, restart=True)
+            return False
+        # unavailable or timeout: send the same change again, with the same id, so if it
+        # was committed after all the server answers `duplicate` instead of applying it.
         await asyncio.sleep(_RETRY_DELAY)
         return True
 

@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from kpk_io.store.base import DEFAULT_HISTORY
+from kpk_io.store.redis import DEFAULT_PREFIX
+
 ENV_PREFIX = "KPK_IO_"
 _REDIS_SCHEMES = {"redis", "rediss", "unix", "valkey", "valkeys"}
 _LOG_LEVELS = {"debug", "info", "warning", "error"}
@@ -26,8 +29,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     redis_url: str | None = None
-    key_prefix: str = "kpk:"
-    history: int = 1000
+    key_prefix: str = DEFAULT_PREFIX
+    history: int = DEFAULT_HISTORY
+    max_rooms: int = 100
     cors_origins: tuple[str, ...] = ()
     api_key: str | None = None
     log_level: str = "info"
@@ -113,6 +117,7 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "redis_url": _redis_url,
     "key_prefix": _key_prefix,
     "history": _int_between(1, 100_000),
+    "max_rooms": _int_between(1, 100_000),
     "cors_origins": _origins,
     "api_key": _optional_text,
     "log_level": _log_level,

@@ -21,6 +21,8 @@ from kpk_io.metrics import Metrics
 from kpk_io.protocol import (
     ErrorCode,
     ProtocolError,
+    client_secret,
+    dedupe_key,
     ok,
     parse_room_request,
     parse_sync,
@@ -35,11 +37,15 @@ Handler = Callable[[str, object], Awaitable[Ack]]
 
 
 class Handlers:
-    def __init__(self, store: StateStore, hub: Hub, metrics: Metrics) -> None:
+    def __init__(self, store: StateStore, hub: Hub, metrics: Metrics, max_rooms: int) -> None:
         self._store = store
+        self._max_rooms = max_rooms
         self._hub = hub
         self._metrics = metrics
         self._locks: dict[str, asyncio.Lock] = {}
+        # Whose change ids these are: the client's secret from the connect auth, which
+        # survives reconnects, else the socket id. Ids are only unique per sender.
+        self._senders: dict[str, str] = {}
         self._draining = False
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -51,6 +57,7 @@ class Handlers:
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: object) -> None:
         self._locks[sid] = asyncio.Lock()
+        self._senders[sid] = client_secret(auth) or sid
         self._metrics.connections.inc()
 
     async def disconnect(self, sid: str, reason: object = None) -> None:
@@ -58,6 +65,7 @@ class Handlers:
         lock = self._locks.get(sid) or asyncio.Lock()
         async with lock:
             self._locks.pop(sid, None)
+            self._senders.pop(sid, None)
             try:
                 await self._hub.leave_all(sid)
             except Exception:
@@ -115,6 +123,10 @@ class Handlers:
 
     async def _join(self, sid: str, data: object) -> Ack:
         room = parse_room_request(data)
+        joined = self._hub.rooms_joined(sid)
+        if joined >= self._max_rooms and not self._hub.is_member(sid, room):
+            message = f"a connection may join at most {self._max_rooms} rooms; leave one first"
+            raise ProtocolError(ErrorCode.TOO_MANY_ROOMS, message)
         snapshot = await self._hub.join(sid, room)
         return ok(room=room, rev=snapshot.rev, state=snapshot.state)
 
@@ -132,6 +144,7 @@ class Handlers:
             request.change,
             base_rev=request.base_rev,
             change_id=request.id,
+            dedupe_key=dedupe_key(self._senders.get(sid, sid), request.id),
             origin=sid,
         )
         self._metrics.commit_seconds.observe(time.perf_counter() - started)

@@ -66,6 +66,9 @@ class Hub:
         """Rooms with at least one member on this node."""
         return sum(1 for lane in self._lanes.values() if lane.members)
 
+    def rooms_joined(self, sid: str) -> int:
+        return len(self._rooms_of.get(sid, ()))
+
     def is_member(self, sid: str, room: str) -> bool:
         lane = self._lanes.get(room)
         return lane is not None and sid in lane.members
@@ -159,9 +162,9 @@ class Hub:
         elif snapshot.rev != lane.cursor:
             await self._fill(lane, snapshot)
         if sid not in lane.members:
+            await self._members.enter(sid, lane.room)
             lane.members.add(sid)
             self._rooms_of.setdefault(sid, set()).add(lane.room)
-            await self._members.enter(sid, lane.room)
         return snapshot
 
     async def _advance(self, lane: _Lane, committed: CommittedChange) -> None:

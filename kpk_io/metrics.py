@@ -42,7 +42,8 @@ class Metrics:
 
     def count_update(self, ack: dict[str, JSON]) -> None:
         if ack.get("ok"):
-            self.updates_committed.inc()
+            if not ack.get("duplicate"):
+                self.updates_committed.inc()
         else:
             self.updates_refused.labels(code=str(ack.get("error"))).inc()
 

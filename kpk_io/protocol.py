@@ -1,15 +1,19 @@
 """The wire protocol: event names, error codes, and parsers that turn raw payloads into
 checked requests or raise ProtocolError. docs/protocol.md describes the same rules."""
 
+import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from kpk_io.change import JSON, Change, encode_json
+from kpk_io.change import JSON, Change
 from kpk_io.rooms import InvalidRoom, check_room
 
 MAX_ID_LENGTH = 128
+MAX_DEPTH = 64
+MIN_SECRET = 16
 
 
 class Event(StrEnum):
@@ -28,6 +32,7 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
     UNKNOWN_EVENT = "unknown_event"
+    TOO_MANY_ROOMS = "too_many_rooms"
 
 
 class ProtocolError(Exception):
@@ -55,6 +60,21 @@ class UpdateRequest:
 class SyncRequest:
     room: str
     since: int
+
+
+def client_secret(auth: object) -> str | None:
+    """The `client` secret of a connect `auth` object, if it is a usable one."""
+    secret = auth.get("client") if isinstance(auth, dict) else None
+    usable = isinstance(secret, str) and MIN_SECRET <= len(secret) <= MAX_ID_LENGTH
+    return secret if usable else None
+
+
+def dedupe_key(sender: str, change_id: str | None) -> str | None:
+    """The store's dedupe key of a change: its id as only its sender can produce it, so no
+    other member can cancel a change by committing its (visible) id first."""
+    if change_id is None:
+        return None
+    return hashlib.sha256(f"{sender}\0{change_id}".encode()).hexdigest()[:32]
 
 
 def ok(**fields: JSON) -> dict[str, JSON]:
@@ -96,6 +116,8 @@ def parse_update(data: object) -> UpdateRequest:
         not isinstance(change_id, str) or not 0 < len(change_id) <= MAX_ID_LENGTH
     ):
         raise _invalid_update(f"id must be a string of 1 to {MAX_ID_LENGTH} characters")
+    if change_id is not None and not _is_unicode(change_id):
+        raise _invalid_update("id must be valid Unicode")
     return UpdateRequest(room, Change(fields, tuple(unset), replace), base_rev, change_id)
 
 
@@ -118,17 +140,53 @@ def _set_fields(value: object) -> dict[str, JSON]:
     for name, field_value in value.items():
         if not name:
             raise _invalid_update("field names must not be empty")
-        try:
-            encode_json(field_value)
-        except (ValueError, TypeError):
-            raise _invalid_update(f"field {name!r} is not a finite JSON value") from None
+        problem = _json_problem(name) or _json_problem(field_value)
+        if problem:
+            raise _invalid_update(f"field {name!r}: {problem}")
     return dict(value)
 
 
 def _unset_fields(value: object) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(n, str) and n for n in value):
         raise _invalid_update("unset must be a list of non-empty field names")
+    if any(_json_problem(name) for name in value):
+        raise _invalid_update("field names must be valid Unicode")
     return list(dict.fromkeys(value))
+
+
+def _json_problem(value: object) -> str | None:
+    """Why `value` cannot be stored and sent on as JSON, or None.
+
+    Nesting is limited because deeper values break encoders further on (python-socketio
+    recurses two frames per level and fails near 490), which would make a room unreadable.
+    """
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels"
+        if isinstance(item, str):
+            if not _is_unicode(item):
+                return "a string is not valid Unicode (lone surrogate)"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return "not a finite JSON number"
+        elif isinstance(item, dict):
+            stack.extend((key, depth) for key in item)
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+        elif item is not None and not isinstance(item, bool | int):
+            return f"{type(item).__name__} is not a JSON value"
+    return None
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_int(value: object) -> bool:

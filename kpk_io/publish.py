@@ -26,13 +26,18 @@ from kpk_io.protocol import (
     ErrorCode,
     ProtocolError,
     UpdateRequest,
+    dedupe_key,
     parse_room_request,
     parse_update,
 )
-from kpk_io.store.base import Conflict, StateStore, StoreUnavailable
-from kpk_io.store.redis import DEFAULT_HISTORY, DEFAULT_PREFIX, RedisStateStore
+from kpk_io.store.base import DEFAULT_HISTORY, Conflict, StateStore, StoreUnavailable
+from kpk_io.store.redis import DEFAULT_PREFIX, RedisStateStore
 
 __all__ = ["AsyncPublisher", "PublishError", "Publisher"]
+
+# The one sender of every change from outside (HTTP API, publishers): trusted code, whose
+# change ids share one dedupe namespace.
+_SENDER = "kpk-io:publish"
 
 T = TypeVar("T")
 
@@ -70,7 +75,11 @@ async def commit_change(store: StateStore, request: UpdateRequest) -> int:
     """Commit a checked update and return its rev."""
     with _refusals():
         result = await store.commit(
-            request.room, request.change, base_rev=request.base_rev, change_id=request.id
+            request.room,
+            request.change,
+            base_rev=request.base_rev,
+            change_id=request.id,
+            dedupe_key=dedupe_key(_SENDER, request.id),
         )
     if isinstance(result, Conflict):
         message = f"the room is at rev {result.rev}"

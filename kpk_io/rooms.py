@@ -26,8 +26,8 @@ def check_room(value: object) -> str:
         raise InvalidRoom("room must not be empty")
     if len(value) > MAX_ROOM_LENGTH:
         raise InvalidRoom(f"room must be at most {MAX_ROOM_LENGTH} characters")
-    if any(unicodedata.category(char) == "Cc" for char in value):
-        raise InvalidRoom("room must not contain control characters")
+    if any(unicodedata.category(char) in {"Cc", "Cs"} for char in value):
+        raise InvalidRoom("room must not contain control characters or lone surrogates")
     if value.strip().casefold() in _PLACEHOLDERS:
         raise InvalidRoom(f"room {value!r} is a placeholder, not an ID")
     return value

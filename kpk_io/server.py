@@ -73,7 +73,7 @@ def build_server(
     )
     hub = Hub(store, SocketMembers(sio, metrics))
     metrics.track_rooms(lambda: hub.room_count)
-    handlers = Handlers(store, hub, metrics)
+    handlers = Handlers(store, hub, metrics, settings.max_rooms)
     sio.on("connect", handlers.connect)
     sio.on("disconnect", handlers.disconnect)
     sio.on(Event.JOIN.value, handlers.join)

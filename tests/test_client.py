@@ -1,6 +1,7 @@
 """kpk_io.client against real servers: changes flow, reconnects resume, nothing is lost."""
 
 import pytest
+import redis.asyncio as aioredis
 
 from kpk_io.change import Change
 from kpk_io.client import KpkClient, KpkError
@@ -117,3 +118,28 @@ async def test_clients_of_a_terminated_server_reconnect_and_resume(
         await room.flush()
         async with members(server.url) as [other]:
             assert (await other.join(ROOM))["state"] == {"before": 1, "during": 2}
+
+
+async def test_a_change_whose_ack_timed_out_is_applied_once(
+    start_kpk: StartKpk, own_redis: RedisServer
+) -> None:
+    server = start_kpk("--redis-url", own_redis.url)
+    raw = aioredis.Redis.from_url(own_redis.url)
+    try:
+        async with KpkClient(server.url, request_timeout=1.0) as client, \
+                KpkClient(server.url) as other:
+            mine, theirs = await client.join(ROOM), await other.join(ROOM)
+            seen: list[int] = []
+            theirs.on_change(lambda room, change: seen.append(change.rev))
+            await raw.client_pause(1500, all=False)  # commits wait 1.5 s: the ack times out
+            mine.set("slow", True)
+            await mine.flush(timeout=10)
+            assert mine.last_error is not None and mine.last_error.code == "timeout"
+            await theirs.wait_for(lambda s: s == {"slow": True})
+            theirs.set("after", 1)
+            await mine.wait_for(lambda s: s.get("after") == 1)
+            await theirs.flush()
+            assert mine.rev == theirs.rev == 2  # the slow change was committed once
+            assert seen == [1]
+    finally:
+        await raw.aclose()

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from kpk_io.store.redis import _keys
 from tests.conftest import StartKpk
-from tests.polling import eventually
+from tests.polling import eventually, eventually_async
 from tests.processes import KpkServer, RedisServer
 from tests.sockets import Member, members
 
@@ -145,8 +145,8 @@ async def test_a_node_subscribes_only_to_rooms_it_has_members_in(
             assert idle == 0.0
             await a.call("leave", {"room": ROOM})
             await b.call("leave", {"room": ROOM})
-            await _until_async(subscribers, 1)
-        await _until_async(subscribers, 0)
+            await eventually_async(subscribers, 1)
+        await eventually_async(subscribers, 0)
     finally:
         await raw.aclose()
 
@@ -159,7 +159,7 @@ async def test_readiness_follows_redis(start_kpk: StartKpk, own_redis: RedisServ
         assert await _status(http, f"{node.url}/readyz") == 503
         assert await _status(http, f"{node.url}/healthz") == 200
         own_redis.start()
-        await _until_async(lambda: _status(http, f"{node.url}/readyz"), 200)
+        await eventually_async(lambda: _status(http, f"{node.url}/readyz"), 200)
 
 
 async def test_updates_flow_again_after_redis_restarts(
@@ -177,7 +177,7 @@ async def test_updates_flow_again_after_redis_restarts(
             ack = await writer.update(ROOM, set={"v": 2})
             return bool(ack["ok"])
 
-        await _until_async(committed, True)
+        await eventually_async(committed, True)
         seen = await listener.wait_updates(ROOM, 2, timeout=15)
         assert [u["set"] for u in seen] == [{"v": 1}, {"v": 2}]
 
@@ -246,11 +246,3 @@ async def _metric(node: KpkServer, name: str, labels: str = "") -> float:
         if line.startswith(wanted + " "):
             return float(line.split()[-1])
     raise AssertionError(f"{wanted} not in /metrics")
-
-
-async def _until_async(probe: Any, expected: object, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while (value := await probe()) != expected:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"still {value!r}, waited for {expected!r}")
-        await asyncio.sleep(0.05)

@@ -281,3 +281,89 @@ async def test_a_joiner_during_writes_sees_every_later_change_exactly_once(
         for update in later:
             state.update(update["set"])
         assert state == (await writer.join(ROOM))["state"]
+
+
+def _nested(depth: int) -> object:
+    value: object = "leaf"
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ({"room": ROOM, "set": {"deep": _nested(65)}}, "invalid_update"),
+        ({"room": ROOM, "set": {"deep": _nested(300)}}, "invalid_update"),
+        ({"room": ROOM, "set": {"s": "lone \ud800 surrogate"}}, "invalid_update"),
+        ({"room": ROOM, "set": {"\udfff": 1}}, "invalid_update"),
+        ({"room": ROOM, "set": {"x": {"\ud800": 1}}}, "invalid_update"),
+        ({"room": ROOM, "unset": ["\ud800"]}, "invalid_update"),
+        ({"room": ROOM, "set": {"a": 1}, "id": "\ud800"}, "invalid_update"),
+        ({"room": "room \ud800", "set": {"a": 1}}, "invalid_room"),
+    ],
+)
+async def test_values_that_would_poison_a_room_are_refused(
+    redis_kpk: KpkServer, payload: dict[str, Any], code: str
+) -> None:
+    async with members(redis_kpk.url, redis_kpk.url) as [a, b]:
+        await a.join(ROOM)
+        await b.join(ROOM)
+        ack = await a.update(ROOM, **{k: v for k, v in payload.items() if k != "room"}) \
+            if payload["room"] == ROOM else await a.call("update", payload)
+        assert (ack["ok"], ack["error"]) == (False, code)
+        assert (await a.update(ROOM, set={"deep": _nested(64)}))["rev"] == 1
+        assert (await b.wait_updates(ROOM, 1))[0]["set"] == {"deep": _nested(64)}
+        assert (await b.join(ROOM))["state"] == {"deep": _nested(64)}
+
+
+async def test_a_connection_joins_a_bounded_number_of_rooms(start_kpk: StartKpk) -> None:
+    kpk = start_kpk("--max-rooms", "2")
+    async with members(kpk.url) as [a]:
+        await a.join("one")
+        await a.join("two")
+        await a.join("two")  # joined already: not another room
+        ack = await a.call("join", {"room": "three"})
+        assert (ack["ok"], ack["error"]) == (False, "too_many_rooms")
+        await a.call("leave", {"room": "one"})
+        await a.join("three")
+
+
+async def test_nobody_can_cancel_another_members_change_by_its_id(kpk: KpkServer) -> None:
+    victim, squatter = Member(kpk.url), Member(kpk.url)
+    await victim.sio.connect(kpk.url, auth={"client": "v" * 32}, transports=["websocket"])
+    await squatter.sio.connect(kpk.url, auth={"client": "s" * 32}, transports=["websocket"])
+    try:
+        await victim.join(ROOM)
+        await squatter.join(ROOM)
+        assert (await squatter.update(ROOM, set={"title": "spam"}, id="v-1"))["rev"] == 1
+        ack = await victim.update(ROOM, set={"title": "important"}, id="v-1")
+        assert ack == {"ok": True, "room": ROOM, "rev": 2}
+        again = await victim.update(ROOM, set={"title": "important"}, id="v-1")
+        assert again == {"ok": True, "room": ROOM, "rev": 2, "duplicate": True}
+        assert (await squatter.join(ROOM))["state"] == {"title": "important"}
+    finally:
+        await victim.close()
+        await squatter.close()
+
+
+async def test_the_sender_gets_no_echo_when_others_join_its_node_meanwhile(
+    redis_kpk: KpkServer,
+) -> None:
+    async with members(redis_kpk.url) as [writer]:
+        await writer.join(ROOM)
+        joiners: list[Member] = []
+
+        async def write() -> None:
+            for i in range(200):
+                await writer.update(ROOM, set={"n": i})
+
+        task = asyncio.create_task(write())
+        while not task.done():
+            joiner = await Member(redis_kpk.url).connect()
+            joiners.append(joiner)
+            await joiner.join(ROOM)
+        await task
+        for joiner in joiners:
+            await joiner.close()
+        assert writer.updates == []

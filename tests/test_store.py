@@ -11,7 +11,7 @@ from kpk_io.change import Change, CommittedChange
 from kpk_io.store.base import Conflict, Duplicate, StateStore, StoreUnavailable
 from kpk_io.store.memory import MemoryStateStore
 from kpk_io.store.redis import RedisStateStore, _keys
-from tests.polling import eventually
+from tests.polling import eventually, eventually_async
 from tests.processes import RedisServer
 
 ROOM = "kpk/notes/acme%20co/q1/intro"
@@ -104,16 +104,18 @@ async def test_compare_and_set(store: StateStore) -> None:
     assert (await store.snapshot(ROOM)).state == {"a": 3}
 
 
-async def test_a_change_id_is_committed_once(store: StateStore) -> None:
-    first = await commit(store, Change({"a": 1}), change_id="client-1")
-    await commit(store, Change({"a": 2}), change_id="client-2")
-    assert await store.commit(ROOM, Change({"a": 3}), change_id="client-1") == Duplicate(1)
+async def test_a_dedupe_key_is_committed_once(store: StateStore) -> None:
+    first = await commit(store, Change({"a": 1}), change_id="c-1", dedupe_key="k1")
+    await commit(store, Change({"a": 2}), dedupe_key="k2")
+    assert await store.commit(ROOM, Change({"a": 3}), dedupe_key="k1") == Duplicate(1)
     snapshot = await store.snapshot(ROOM)
     assert (snapshot.rev, snapshot.state) == (2, {"a": 2})
     assert first.rev == 1
-    for i in range(5):  # the history is 5: older ids are forgotten with the log
+    # The same change id under another sender's key is another change.
+    assert (await commit(store, Change({"b": 1}), change_id="c-1", dedupe_key="k3")).rev == 3
+    for i in range(5):  # the history is 5: older keys are forgotten with the log
         await commit(store, Change({"n": i}))
-    assert (await commit(store, Change({"a": 4}), change_id="client-1")).rev == 8
+    assert (await commit(store, Change({"a": 4}), dedupe_key="k1")).rev == 9
 
 
 async def test_changes_since_in_order_until_history_runs_out(store: StateStore) -> None:
@@ -182,12 +184,17 @@ async def test_redis_store_skips_corrupt_fields(redis_server: RedisServer, key_p
         await store.commit(ROOM, Change({"good": 1}))
         keys = _keys(key_prefix, ROOM)
         await raw.hset(keys.state, "bad", "{not json")
+        await raw.hset(keys.state, "bytes", b'"\xff\xfe"')
+        await raw.hset(keys.state, b"\xff", "1")
         await raw.rpush(keys.log, "garbage")
         await raw.set(keys.rev, "2")
         snapshot = await store.snapshot(ROOM)
         assert snapshot.state == {"good": 1}
         assert await store.changes_since(ROOM, 0) is None  # the log is unusable: full state
-        assert (await commit(store, Change({"next": 2}))).rev == 3
+        await raw.rpush(keys.log, b"\xff")
+        await raw.set(keys.rev, "3")
+        assert await store.changes_since(ROOM, 2) is None
+        assert (await commit(store, Change({"next": 2}))).rev == 4
     finally:
         await raw.aclose()
         await store.close()
@@ -206,4 +213,49 @@ async def test_redis_commit_is_unavailable_when_redis_is_down(own_redis: RedisSe
         assert (await commit(store, Change({"a": 3}))).rev == 2
         assert (await store.snapshot(ROOM)).state == {"a": 3}
     finally:
+        await store.close()
+
+
+async def test_redis_feed_survives_a_message_it_cannot_read(
+    redis_server: RedisServer, key_prefix: str
+) -> None:
+    store = RedisStateStore(redis_server.url, prefix=key_prefix)
+    raw = aioredis.Redis.from_url(redis_server.url)
+    recorder = Recorder()
+    store.set_listener(recorder)
+    try:
+        await store.watch(ROOM)
+        channel = _keys(key_prefix, ROOM).channel
+        for garbage in (b"\xff\xfe", b"{not json", b'{"room": 1}', b'{"room": "r", "entry": 2}'):
+            await raw.publish(channel, garbage)
+        await commit(store, Change({"after": True}))
+        assert [c.change.set for c in await recorder.wait_for(1)] == [{"after": True}]
+    finally:
+        await raw.aclose()
+        await store.close()
+
+
+async def test_a_room_left_while_redis_was_away_is_not_subscribed_again(
+    own_redis: RedisServer,
+) -> None:
+    store = RedisStateStore(own_redis.url)
+    store.set_listener(Recorder())
+    raw = aioredis.Redis.from_url(own_redis.url)
+    try:
+        await store.watch("keep")
+        await store.watch("leave")
+        own_redis.stop()
+        await store.unwatch("leave")
+        own_redis.start()
+
+        async def subscribed() -> dict[str, int]:
+            channels = [_keys("kpk:", room).channel for room in ("keep", "leave")]
+            counts = await raw.pubsub_numsub(*channels)
+            return {str(name, "utf-8") if isinstance(name, bytes) else name: count
+                    for name, count in counts}
+
+        await eventually_async(subscribed, {_keys("kpk:", "keep").channel: 1,
+                                            _keys("kpk:", "leave").channel: 0})
+    finally:
+        await raw.aclose()
         await store.close()

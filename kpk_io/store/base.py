@@ -5,6 +5,8 @@ from typing import Protocol
 
 from kpk_io.change import Change, CommittedChange, Snapshot
 
+DEFAULT_HISTORY = 1000
+
 
 class StoreUnavailable(Exception):
     """The store could not be reached; the operation did not take effect."""
@@ -52,16 +54,18 @@ class StateStore(Protocol):
         *,
         base_rev: int | None = None,
         change_id: str | None = None,
+        dedupe_key: str | None = None,
         origin: str | None = None,
     ) -> CommittedChange | Conflict | Duplicate:
         """Apply `change` atomically and publish it to every watcher of the room.
 
         Each commit adds exactly 1 to the room's rev; commits from any number of callers are
         linearised, and the feed carries them in rev order. With `base_rev`, nothing changes
-        unless the room is at that rev (Conflict otherwise). A `change_id` already committed
+        unless the room is at that rev (Conflict otherwise). A `dedupe_key` already committed
         to the room within its history changes nothing (Duplicate, with the rev it got), so a
-        change sent again after a lost acknowledgement is applied once. Raises
-        StoreUnavailable when the store cannot be reached.
+        change sent again after a lost acknowledgement is applied once. `change_id` and
+        `origin` (the sender's socket id) are kept with the change in the log and the feed.
+        Raises StoreUnavailable when the store cannot be reached.
         """
 
     async def changes_since(self, room: str, since: int) -> list[CommittedChange] | None:

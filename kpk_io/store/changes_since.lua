@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- The room's rev and the log entries after ARGV[1], read atomically.
 -- KEYS: rev, log.
 local rev = tonumber(redis.call('GET', KEYS[1])) or 0

@@ -5,9 +5,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from kpk_io.change import Change, CommittedChange, Snapshot, encode_json
-from kpk_io.store.base import ChangeListener, Conflict, Duplicate
-
-DEFAULT_HISTORY = 1000
+from kpk_io.store.base import DEFAULT_HISTORY, ChangeListener, Conflict, Duplicate
 
 
 @dataclass
@@ -16,7 +14,7 @@ class _Room:
     # Values are kept as JSON text, as Redis keeps them, so callers never share objects.
     fields: dict[str, str] = field(default_factory=dict)
     log: deque[CommittedChange] = field(default_factory=deque)
-    ids: dict[str, int] = field(default_factory=dict)  # change id -> rev, oldest first
+    ids: dict[str, int] = field(default_factory=dict)  # dedupe key -> rev, oldest first
 
 
 class MemoryStateStore:
@@ -39,11 +37,12 @@ class MemoryStateStore:
         *,
         base_rev: int | None = None,
         change_id: str | None = None,
+        dedupe_key: str | None = None,
         origin: str | None = None,
     ) -> CommittedChange | Conflict | Duplicate:
         data = self._rooms.setdefault(room, _Room())
-        if change_id is not None and change_id in data.ids:
-            return Duplicate(data.ids[change_id])
+        if dedupe_key is not None and dedupe_key in data.ids:
+            return Duplicate(data.ids[dedupe_key])
         if base_rev is not None and base_rev != data.rev:
             return Conflict(data.rev)
         encoded = {name: encode_json(value) for name, value in change.set.items()}
@@ -59,8 +58,8 @@ class MemoryStateStore:
         data.log.append(committed)
         while len(data.log) > self._history:
             data.log.popleft()
-        if change_id is not None:
-            data.ids[change_id] = data.rev
+        if dedupe_key is not None:
+            data.ids[dedupe_key] = data.rev
         # Ids are remembered as long as their change is in the log.
         while data.ids and next(iter(data.ids.values())) <= data.rev - self._history:
             del data.ids[next(iter(data.ids))]

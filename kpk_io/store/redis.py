@@ -18,15 +18,21 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from kpk_io.change import Change, CommittedChange, Snapshot, encode_json
-from kpk_io.store.base import ChangeListener, Conflict, Duplicate, StoreUnavailable
-from kpk_io.store.redis_feed import RedisFeed
+from kpk_io.store.base import (
+    DEFAULT_HISTORY,
+    ChangeListener,
+    Conflict,
+    Duplicate,
+    StoreUnavailable,
+)
+from kpk_io.store.redis_feed import RedisFeed, parse_entry
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "kpk:"
-DEFAULT_HISTORY = 1000
 _COMMIT_ATTEMPTS = 3
-_TIMEOUT = 5.0
+# Short enough that a commit's attempts end well within a client's request timeout (10 s).
+_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)
@@ -56,26 +62,26 @@ def _script(name: str) -> str:
 
 
 class RedisStateStore:
-    """StateStore on one Redis server."""
+    """StateStore on one Redis server.
+
+    Replies are read as bytes and decoded here, value by value, so that bytes which are not
+    UTF-8 (written by hand, or corrupted) are logged and skipped like invalid JSON.
+    """
 
     def __init__(
         self, url: str, *, prefix: str = DEFAULT_PREFIX, history: int = DEFAULT_HISTORY
     ) -> None:
         self._prefix = prefix
         self._history = history
-        common: dict[str, Any] = {
-            "decode_responses": True,
-            "socket_timeout": _TIMEOUT,
-            "socket_connect_timeout": _TIMEOUT,
-        }
+        common: dict[str, Any] = {"socket_timeout": _TIMEOUT, "socket_connect_timeout": _TIMEOUT}
         self._redis = aioredis.Redis.from_url(url, **common)
-        # A commit is retried by _commit_once() itself, with a change id that makes the retry
-        # idempotent; redis-py's own retry could apply a change twice.
+        # A commit is retried by _commit_with_retries() itself, with a dedupe key that makes
+        # the retry idempotent; redis-py's own retry could apply a change twice. The feed
+        # must not reconnect silently inside redis-py either: every interruption has to
+        # reach RedisFeed, which then has the hub catch up.
         self._writer = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
         self._commit = self._writer.register_script(_script("commit.lua"))
         self._changes = self._redis.register_script(_script("changes_since.lua"))
-        # The feed's connection must not reconnect silently inside redis-py: every
-        # interruption has to reach RedisFeed, which then has the hub catch up.
         self._feed = RedisFeed(self._writer)
 
     async def snapshot(self, room: str) -> Snapshot:
@@ -89,11 +95,11 @@ class RedisStateStore:
 
         raw_rev, fields = await _read_twice(read)
         state = {}
-        for name, text in fields.items():
+        for raw_name, raw_value in fields.items():
             try:
-                state[name] = json.loads(text)
-            except ValueError:
-                log.warning("room %r: field %r is not JSON; left out", room, name)
+                state[raw_name.decode()] = json.loads(raw_value.decode())
+            except ValueError:  # UnicodeDecodeError and JSONDecodeError
+                log.warning("room %r: field %r is not UTF-8 JSON; left out", room, raw_name)
         return Snapshot(_parse_rev(room, raw_rev), state)
 
     async def commit(
@@ -103,52 +109,54 @@ class RedisStateStore:
         *,
         base_rev: int | None = None,
         change_id: str | None = None,
+        dedupe_key: str | None = None,
         origin: str | None = None,
     ) -> CommittedChange | Conflict | Duplicate:
         keys = _keys(self._prefix, room)
         encoded = [(name, encode_json(value)) for name, value in change.set.items()]
-        # Without a client id, a generated one still makes our own retries idempotent.
-        dedupe_key = change_id or f"kpk-io:{uuid.uuid4().hex}"
         fields = ",".join(f"{encode_json(name)}:{text}" for name, text in encoded)
         # The log entry after its opening '{"rev":N,', which the script adds.
         body = (
             f'"set":{{{fields}}},"unset":{encode_json(list(change.unset))},'
-            f'"replace":{encode_json(change.replace)},"id":{encode_json(change_id)}}}'
+            f'"replace":{encode_json(change.replace)},"id":{encode_json(change_id)},'
+            f'"origin":{encode_json(origin)}}}'
         )
-        head = encode_json({"room": room, "origin": origin})[:-1] + ',"entry":'
         args: list[str | int] = [
             "" if base_rev is None else base_rev,
             int(change.replace),
             self._history,
             keys.channel,
-            head,
+            encode_json({"room": room})[:-1] + ',"entry":',
             body,
-            dedupe_key,
+            # Without one, a generated key still makes our own retries idempotent.
+            dedupe_key or f"kpk-io:{uuid.uuid4().hex}",
             len(encoded),
         ]
         for name, text in encoded:
             args += [name, text]
         args += list(change.unset)
-        status, rev = await self._commit_once(keys, args)
+        status, rev = await self._commit_with_retries(keys, args)
         if status == 0:
-            return Conflict(int(rev))
+            return Conflict(rev)
         if status == 2:
-            return Duplicate(int(rev))
-        return CommittedChange(room, int(rev), change, change_id, origin)
+            return Duplicate(rev)
+        return CommittedChange(room, rev, change, change_id, origin)
 
-    async def _commit_once(self, keys: _RoomKeys, args: list[str | int]) -> list[int]:
+    async def _commit_with_retries(
+        self, keys: _RoomKeys, args: list[str | int]
+    ) -> tuple[int, int]:
         for attempt in range(1, _COMMIT_ATTEMPTS + 1):
             try:
-                result: list[int] = await self._commit(
+                status, rev = await self._commit(
                     keys=[keys.state, keys.rev, keys.log, keys.ids], args=args
                 )
-                return result
+                return int(status), int(rev)
             except RedisError as exc:
                 transient = isinstance(exc, RedisConnectionError | RedisTimeoutError)
                 if attempt == _COMMIT_ATTEMPTS or not transient:
                     raise StoreUnavailable(str(exc)) from exc
                 # The reply may have been lost after the commit: the retry carries the same
-                # change id, so the script reports that commit instead of repeating it.
+                # dedupe key, so the script reports that commit instead of repeating it.
                 await asyncio.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
 
@@ -164,7 +172,7 @@ class RedisStateStore:
             return []
         if since > rev or len(reply) < 2:
             return None
-        entries = [_parse_entry(room, text) for text in reply[1]]
+        entries = [parse_entry(room, raw) for raw in reply[1]]
         expected = list(range(since + 1, rev + 1))
         if None in entries or [e.rev for e in entries if e is not None] != expected:
             return None
@@ -206,19 +214,11 @@ async def _read_twice(read: Callable[[], Awaitable[list[Any]]]) -> list[Any]:
         raise StoreUnavailable(str(exc)) from exc
 
 
-def _parse_rev(room: str, raw: object) -> int:
+def _parse_rev(room: str, raw: bytes | int | None) -> int:
     if raw is None:
         return 0
     try:
-        return int(str(raw))
+        return int(raw)
     except ValueError:
         log.error("room %r: stored rev %r is not a number; read as 0", room, raw)
         return 0
-
-
-def _parse_entry(room: str, text: str) -> CommittedChange | None:
-    try:
-        return CommittedChange.from_wire(room, json.loads(text))
-    except ValueError:
-        log.warning("room %r: log entry is not valid; history treated as lost", room)
-        return None

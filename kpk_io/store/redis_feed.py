@@ -47,8 +47,11 @@ class RedisFeed:
             waiting = self._confirmations.get(channel, [])
             if confirmed in waiting:
                 waiting.remove(confirmed)
+            if not waiting:
+                self._confirmations.pop(channel, None)
 
     async def unsubscribe(self, channel: str) -> None:
+        # If this fails (Redis is away), the reader drops the channel after reconnecting.
         self._channels.discard(channel)
         with contextlib.suppress(RedisError):
             await self._pubsub.unsubscribe(channel)
@@ -74,10 +77,8 @@ class RedisFeed:
         interrupted = False
         while True:
             try:
-                if interrupted and self._channels:
-                    # redis-py resubscribes on reconnect; subscribing again makes the
-                    # reconnect happen now rather than at the next read.
-                    await self._pubsub.subscribe(*self._channels)
+                if interrupted:
+                    await self._resubscribe()
                 message = await self._pubsub.get_message(timeout=1.0)
             except (RedisError, OSError) as exc:
                 if not interrupted:
@@ -94,22 +95,60 @@ class RedisFeed:
             if message is not None:
                 self._dispatch(message)
 
+    async def _resubscribe(self) -> None:
+        """After a reconnect: the channels wanted now, and none left from before."""
+        subscribed = {_text(name) for name in self._pubsub.channels}
+        stale = subscribed - self._channels
+        if stale:
+            await self._pubsub.unsubscribe(*stale)
+        if self._channels:
+            # redis-py resubscribes on reconnect; subscribing again makes the reconnect
+            # happen now rather than at the next read.
+            await self._pubsub.subscribe(*self._channels)
+
     def _dispatch(self, message: dict[str, object]) -> None:
-        kind, channel = message.get("type"), str(message.get("channel"))
-        if kind == "subscribe":
-            for confirmed in self._confirmations.pop(channel, []):
-                if not confirmed.done():
-                    confirmed.set_result(None)
-        elif kind == "message" and self.listener is not None:
-            committed = _parse_message(str(message.get("data")))
-            if committed is not None:
-                self.listener.on_change(committed)
+        try:
+            kind, channel = _text(message.get("type")), _text(message.get("channel"))
+            if kind == "subscribe":
+                for confirmed in self._confirmations.pop(channel, []):
+                    if not confirmed.done():
+                        confirmed.set_result(None)
+            elif kind == "message" and channel in self._channels and self.listener:
+                committed = _parse_message(message.get("data"))
+                if committed is not None:
+                    self.listener.on_change(committed)
+        except Exception:  # one bad message must not stop the feed for every room
+            log.exception("change feed: message %.200r skipped", message)
 
 
-def _parse_message(text: str) -> CommittedChange | None:
+def parse_entry(room: str, raw: object) -> CommittedChange | None:
+    """A log entry as the commit script wrote it; None (logged) when it is not one."""
     try:
-        data = json.loads(text)
-        return CommittedChange.from_wire(str(data["room"]), data["entry"], data.get("origin"))
-    except (ValueError, KeyError, TypeError):
-        log.error("change feed: message is not valid, skipped: %.200s", text)
+        return _from_entry(room, json.loads(_text(raw, strict=True)))
+    except ValueError:
+        log.warning("room %r: log entry is not valid; its history is treated as lost", room)
         return None
+
+
+def _parse_message(raw: object) -> CommittedChange | None:
+    try:
+        data = json.loads(_text(raw, strict=True))
+        return _from_entry(str(data["room"]), data["entry"])
+    except (ValueError, KeyError, TypeError):
+        log.error("change feed: message is not valid, skipped: %.200r", raw)
+        return None
+
+
+def _from_entry(room: str, body: dict[str, object]) -> CommittedChange:
+    """Raises ValueError when `body` is not an entry."""
+    committed = CommittedChange.from_wire(room, body)
+    origin = body.get("origin")
+    if origin is not None and not isinstance(origin, str):
+        raise ValueError(f"origin {origin!r}")
+    return CommittedChange(room, committed.rev, committed.change, committed.id, origin)
+
+
+def _text(value: object, *, strict: bool = False) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="strict" if strict else "replace")
+    return str(value)

@@ -31,6 +31,7 @@ export class KpkClient extends EventTarget {
   #connection = 0;
   #counter = 0;
   #idPrefix = randomHex(8); // ids must be unique per room: see docs/protocol.md
+  #secret = randomHex(16); // never leaves this client but in the connect auth
   /** @type {Set<(error: KpkError) => void>} */
   #unanswered = new Set();
   /** @type {Set<string>} */
@@ -63,7 +64,7 @@ export class KpkClient extends EventTarget {
       reconnectionAttempts: options.reconnectionAttempts ?? Infinity,
       transports: options.transports,
       path: options.path ?? "/socket.io/",
-      auth: token === undefined ? undefined : authWith(token),
+      auth: authWith(token, this.#secret),
     });
     this.#listen();
     this.#socket.connect();
@@ -260,14 +261,21 @@ export class KpkClient extends EventTarget {
   }
 }
 
-/** @param {string | (() => string | Promise<string>)} token */
-function authWith(token) {
-  return (/** @type {(auth: {token: string}) => void} */ callback) => {
+/**
+ * The connect `auth`: the token, and the client's secret, which makes the server's dedupe of
+ * re-sent changes (by id) this client's own: no other member can cancel its changes by
+ * sending their ids first.
+ * @param {string | (() => string | Promise<string>) | undefined} token
+ * @param {string} client
+ */
+function authWith(token, client) {
+  if (token === undefined) return { client };
+  return (/** @type {(auth: {token: string, client: string}) => void} */ callback) => {
     Promise.resolve(typeof token === "function" ? token() : token).then(
-      (value) => callback({ token: value }),
+      (value) => callback({ token: value, client }),
       (error) => {
         console.error("kpk-io: the token function failed", error);
-        callback({ token: "" });
+        callback({ token: "", client });
       },
     );
   };

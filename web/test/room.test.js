@@ -121,7 +121,13 @@ test("the token goes to the server as Socket.IO auth, asked again on each connec
   const auth = io.sockets[0].options.auth;
   const first = await new Promise((resolve) => auth(resolve));
   const second = await new Promise((resolve) => auth(resolve));
-  assert.deepEqual([first, second], [{ token: "token-1" }, { token: "token-2" }]);
+  assert.deepEqual(
+    [first.token, second.token],
+    ["token-1", "token-2"],
+  );
+  // The client's secret comes along, the same on every connect (see docs/protocol.md).
+  assert.match(first.client, /^[0-9a-f]{32}$/);
+  assert.equal(second.client, first.client);
   assert.equal(io.sockets[0].options.reconnection, true);
   assert.equal(io.sockets[0].options.randomizationFactor, 0.5);
 });
