@@ -30,7 +30,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str =
         time.sleep(0.02)
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return True
@@ -56,7 +56,7 @@ class RedisServer:
              "--appendonly", "yes", "--save", "", "--daemonize", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        wait_until(lambda: _port_open(self.port), what=f"redis on {self.port}")
+        wait_until(lambda: port_open(self.port), what=f"redis on {self.port}")
 
     def stop(self) -> None:
         self._signal(signal.SIGTERM)
@@ -69,7 +69,7 @@ class RedisServer:
             self._process.send_signal(sig)
             self._process.wait(10)
         self._process = None
-        wait_until(lambda: not _port_open(self.port), what="redis to stop")
+        wait_until(lambda: not port_open(self.port), what="redis to stop")
 
     def close(self) -> None:
         self.kill()

@@ -4,7 +4,6 @@
 import os
 import re
 import shutil
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from tests.processes import KpkServer, wait_until
+from tests.processes import KpkServer, port_open, wait_until
 
 CHROMIUM = os.environ.get("KPK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -71,7 +70,7 @@ def restarted() -> Iterator[Callable[[KpkServer], KpkServer]]:
     servers: list[KpkServer] = []
 
     def restart(old: KpkServer) -> KpkServer:
-        wait_until(lambda: not _listening(old.port), what=f"port {old.port} to be free")
+        wait_until(lambda: not port_open(old.port), what=f"port {old.port} to be free")
         server = KpkServer(*old.flags)
         server.port = old.port
         server.start()
@@ -287,14 +286,6 @@ def test_screenshot_of_two_windows_editing_together(
     SCREENSHOT.parent.mkdir(exist_ok=True)
     frames.screenshot(path=str(SCREENSHOT))
     assert SCREENSHOT.stat().st_size > 10_000
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def _side_by_side(url: str) -> str:
