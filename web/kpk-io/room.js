@@ -58,7 +58,6 @@ export class Room extends EventTarget {
   #syncAgain = false;
   #holding = false; // a change was refused or timed out: send nothing until a sync
   #due = false;
-  #forced = false;
   #lastCount = 0;
   /** @type {Record<TimerName, ReturnType<typeof setTimeout> | null>} */
   #timers = { debounce: null, gap: null, retry: null, rejoin: null };
@@ -149,7 +148,7 @@ export class Room extends EventTarget {
    */
   flush({ timeoutMs = 10000 } = {}) {
     this.#clearTimer("debounce");
-    this.#due = this.#forced = this.#state.pending !== null;
+    this.#due = this.#state.pending !== null;
     this.#pump();
     if (this.#idle()) return Promise.resolve();
     return new Promise((resolve, reject) => {
@@ -302,8 +301,10 @@ export class Room extends EventTarget {
     const ready = link.connected && this.#caughtUpOn === link.connection;
     if (!ready || this.#failure || this.#syncing || this.#holding) return;
     for (const entry of this.#state.inFlight) if (entry.sentOn !== link.connection) this.#send(entry);
-    if (this.#due && (this.#forced || this.#state.inFlight.length === 0)) {
-      this.#due = this.#forced = false;
+    // One update in flight at a time: if it were refused while a later one got through,
+    // sending it again would put an older value over a newer one.
+    if (this.#due && this.#state.inFlight.length === 0) {
+      this.#due = false;
       const entry = this.#state.send(link.nextChangeId(), link.connection);
       if (entry) this.#send(entry);
     }

@@ -273,3 +273,19 @@ test("rooms of one client share its connection and each rejoins", async () => {
   const joins = server.requests.filter(([, event]) => event === "join").map(([, , p]) => p.room);
   assert.deepEqual(joins.sort(), [`${ROOM}/1`, `${ROOM}/1`, `${ROOM}/2`, `${ROOM}/2`]);
 });
+
+test("a flush never overtakes a refused update: the last edit wins", async () => {
+  const server = new FakeServer();
+  const room = await client(server).join(ROOM, { debounceMs: 60_000, retryDelayMs: 5 });
+  server.refuseNextUpdate = "unavailable"; // a Redis blip answers the first update
+  room.set("title", "x");
+  const first = room.flush();
+  room.set("title", "y"); // the user's last edit, flushed while "x" is still unanswered
+  const second = room.flush();
+  await Promise.allSettled([first, second]);
+  await until(() => room.pendingCount === 0, "settled");
+  const sent = server.updates(ROOM).map((update) => update.set.title);
+  assert.deepEqual(sent, ["x", "x", "y"]);
+  assert.equal(server.room(ROOM).state.title, "y");
+  assert.equal(room.state.title, "y");
+});
