@@ -18,8 +18,9 @@ from kpk_io.protocol import Event
 log = logging.getLogger(__name__)
 
 _RETRY_DELAY = 0.5
+_GAP_WAIT = 1.0  # how long a missing rev may take to arrive before a sync
 # Failures after which the same change may still succeed; after any other it is dropped.
-_TRANSIENT = {"unavailable", "disconnected", "timeout", "not_joined"}
+_TRANSIENT = {"unavailable", "internal", "disconnected", "timeout", "not_joined"}
 
 
 class KpkError(Exception):
@@ -129,7 +130,8 @@ class Room:
         ack = await self._link.request(Event.JOIN, {"room": self.name})
         first = not self._joined_before
         self._joined = self._joined_before = True
-        if first:
+        if first or int(ack["rev"]) < self.rev:
+            # Behind us only if the server lost data: start over from what it has now.
             self._reset(int(ack["rev"]), dict(ack["state"]))
         elif int(ack["rev"]) != self.rev:
             await self.sync()  # also settles a change in flight whose ack was lost
@@ -173,6 +175,12 @@ class Room:
         if rev > self.rev:
             self._own[rev] = change
         self._advance()
+        if self._own:  # revs before ours are missing: they should be on their way
+            asyncio.get_running_loop().call_later(_GAP_WAIT, self._check_gap, self.rev)
+
+    def _check_gap(self, rev: int) -> None:
+        if not self._closed and self._own and self.rev == rev and self._in_flight is None:
+            self._spawn_resume(self.sync)
 
     def _advance(self) -> None:
         """Apply to `confirmed` everything now contiguous with `rev`."""
@@ -241,8 +249,8 @@ class Room:
             self._joined = False
             self._spawn_resume(self.rejoin, restart=True)
             return False
-        # unavailable or timeout: send the same change again, with the same id, so if it
-        # was committed after all the server answers `duplicate` instead of applying it.
+        # unavailable, internal or timeout: send the same change again, with the same id, so
+        # if it was committed after all the server answers `duplicate` instead of applying it.
         await asyncio.sleep(_RETRY_DELAY)
         return True
 

@@ -8,6 +8,13 @@ from kpk_io.change import Change, CommittedChange, Snapshot
 DEFAULT_HISTORY = 1000
 
 
+def dedupe_window(history: int) -> int:
+    """How many revs back a dedupe key is remembered: well past the log, so a client whose
+    ack was lost, and that comes back to a whole state rather than a list of changes, can
+    still send its change again safely."""
+    return 10 * history
+
+
 class StoreUnavailable(Exception):
     """The store could not be reached; the operation did not take effect."""
 
@@ -62,7 +69,7 @@ class StateStore(Protocol):
         Each commit adds exactly 1 to the room's rev; commits from any number of callers are
         linearised, and the feed carries them in rev order. With `base_rev`, nothing changes
         unless the room is at that rev (Conflict otherwise). A `dedupe_key` already committed
-        to the room within its history changes nothing (Duplicate, with the rev it got), so a
+        to the room within dedupe_window() revs changes nothing (Duplicate, with its rev), so a
         change sent again after a lost acknowledgement is applied once. `change_id` and
         `origin` (the sender's socket id) are kept with the change in the log and the feed.
         Raises StoreUnavailable when the store cannot be reached.

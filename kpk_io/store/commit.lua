@@ -2,12 +2,12 @@
 -- commit order is broadcast order on every node.
 -- KEYS: state hash, rev, log list, ids sorted set (recent change ids, scored by rev).
 -- ARGV: base rev ('' for none), replace ('0'/'1'), history size, channel, message head,
---       entry body, change id, number of set fields,
+--       entry body, dedupe key, number of set fields, dedupe window (in revs),
 --       then field/value pairs (values are JSON text), then the fields to unset.
 local state, rev_key, log, ids = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local history = tonumber(ARGV[3])
 
--- A change id seen within the history was committed already (a retry after a lost reply,
+-- A dedupe key seen within the window was committed already (a retry after a lost reply,
 -- a client re-sending after a reconnect): report its rev and change nothing.
 local seen = redis.call('ZSCORE', ids, ARGV[7])
 if seen then
@@ -23,12 +23,12 @@ if ARGV[2] == '1' then
   redis.call('DEL', state)
 end
 local nset = tonumber(ARGV[8])
-local first_unset = 9 + 2 * nset
+local first_unset = 10 + 2 * nset
 -- unpack() has a stack limit, so large changes go in chunks.
 for i = first_unset, #ARGV, 1000 do
   redis.call('HDEL', state, unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
-for i = 9, first_unset - 1, 1000 do
+for i = 10, first_unset - 1, 1000 do
   redis.call('HSET', state, unpack(ARGV, i, math.min(i + 999, first_unset - 1)))
 end
 
@@ -38,6 +38,6 @@ local entry = '{"rev":' .. rev .. ',' .. ARGV[6]
 redis.call('RPUSH', log, entry)
 redis.call('LTRIM', log, -history, -1)
 redis.call('ZADD', ids, rev, ARGV[7])
-redis.call('ZREMRANGEBYSCORE', ids, '-inf', rev - history)
+redis.call('ZREMRANGEBYSCORE', ids, '-inf', rev - tonumber(ARGV[9]))
 redis.call('PUBLISH', ARGV[4], ARGV[5] .. entry .. '}')
 return {1, rev}

@@ -5,7 +5,13 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from kpk_io.change import Change, CommittedChange, Snapshot, encode_json
-from kpk_io.store.base import DEFAULT_HISTORY, ChangeListener, Conflict, Duplicate
+from kpk_io.store.base import (
+    DEFAULT_HISTORY,
+    ChangeListener,
+    Conflict,
+    Duplicate,
+    dedupe_window,
+)
 
 
 @dataclass
@@ -22,6 +28,7 @@ class MemoryStateStore:
 
     def __init__(self, history: int = DEFAULT_HISTORY) -> None:
         self._history = history
+        self._dedupe_window = dedupe_window(history)
         self._rooms: dict[str, _Room] = {}
         self._watched: set[str] = set()
         self._listener: ChangeListener | None = None
@@ -60,8 +67,7 @@ class MemoryStateStore:
             data.log.popleft()
         if dedupe_key is not None:
             data.ids[dedupe_key] = data.rev
-        # Ids are remembered as long as their change is in the log.
-        while data.ids and next(iter(data.ids.values())) <= data.rev - self._history:
+        while data.ids and next(iter(data.ids.values())) <= data.rev - self._dedupe_window:
             del data.ids[next(iter(data.ids))]
         if room in self._watched and self._listener is not None:
             self._listener.on_change(committed)

@@ -24,6 +24,7 @@ from kpk_io.store.base import (
     Conflict,
     Duplicate,
     StoreUnavailable,
+    dedupe_window,
 )
 from kpk_io.store.redis_feed import RedisFeed, parse_entry
 
@@ -131,6 +132,7 @@ class RedisStateStore:
             # Without one, a generated key still makes our own retries idempotent.
             dedupe_key or f"kpk-io:{uuid.uuid4().hex}",
             len(encoded),
+            dedupe_window(self._history),
         ]
         for name, text in encoded:
             args += [name, text]

@@ -231,7 +231,8 @@ export class Room extends EventTarget {
         const ack = await link.request("join", { room: this.id });
         if (!current()) return;
         this.#joinedOn = connection;
-        if (!this.#everJoined) {
+        if (!this.#everJoined || ack.rev < this.#state.rev) {
+          // Behind us only if the server lost data: start over from what it has now.
           this.#everJoined = true;
           this.#changed(this.#state.reset(ack.rev, ack.state));
         } else if (ack.rev !== this.#state.rev) {
