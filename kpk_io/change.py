@@ -39,6 +39,10 @@ class CommittedChange:
     change: Change
     id: str | None = None
     origin: str | None = None
+    # A random tag per commit, and the tag of the commit before it: a hash chain that shows
+    # when a room's history was rewritten (Redis lost data, then moved on past it).
+    tag: str | None = None
+    prev: str | None = None
 
     def to_wire(self) -> dict[str, JSON]:
         """The body of an `update` event and of a `sync` change entry."""
@@ -51,6 +55,8 @@ class CommittedChange:
         }
         if self.id is not None:
             body["id"] = self.id
+        if self.tag is not None:
+            body["tag"] = self.tag
         return body
 
     @classmethod
@@ -58,10 +64,11 @@ class CommittedChange:
         """Inverse of to_wire() (the room comes separately); raises ValueError if malformed."""
         try:
             change = Change(dict(body["set"]), tuple(body["unset"]), bool(body["replace"]))
-            change_id = body.get("id")
-            if change_id is not None and not isinstance(change_id, str):
-                raise TypeError(f"id {change_id!r}")
-            return cls(room, int(body["rev"]), change, change_id)
+            change_id, tag, prev = body.get("id"), body.get("tag"), body.get("prev")
+            for name, value in (("id", change_id), ("tag", tag), ("prev", prev)):
+                if value is not None and not isinstance(value, str):
+                    raise TypeError(f"{name} {value!r}")
+            return cls(room, int(body["rev"]), change, change_id, None, tag, prev)
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a change: {exc!r}") from exc
 
@@ -72,3 +79,4 @@ class Snapshot:
 
     rev: int
     state: State
+    tag: str | None = None  # of the commit that made `rev`; None at rev 0

@@ -52,7 +52,9 @@ class Room:
         self._link = link
         self._confirmed: State = {}
         self.rev = 0
-        self._own: dict[int, Change] = {}
+        self.tag: str | None = None  # of the commit that made `rev` (see CommittedChange)
+        # Our own acknowledged changes not yet in `confirmed`, by rev, with their tags.
+        self._own: dict[int, tuple[Change, str | None]] = {}
         self._held: dict[int, CommittedChange] = {}
         self._in_flight: tuple[str, Change] | None = None
         self._pending: Change | None = None
@@ -73,7 +75,7 @@ class Room:
         """The state as this client sees it: confirmed, then its own changes on top."""
         view = copy.deepcopy(self._confirmed)
         for rev in sorted(self._own):
-            self._own[rev].apply_to(view)
+            self._own[rev][0].apply_to(view)
         for change in (self._in_flight[1] if self._in_flight else None, self._pending):
             if change is not None:
                 change.apply_to(view)
@@ -109,7 +111,7 @@ class Room:
         await self.flush()
         change_id = change_id or self._link.next_change_id()
         ack = await self._link.request(Event.UPDATE, _payload(self.name, change, change_id, rev))
-        self._acknowledged(int(ack["rev"]), change)
+        self._acknowledged(int(ack["rev"]), change, _tag_of(ack))
         return int(ack["rev"])
 
     async def flush(self, timeout: float = 10.0) -> None:
@@ -132,16 +134,20 @@ class Room:
         self._joined = self._joined_before = True
         if first or int(ack["rev"]) < self.rev:
             # Behind us only if the server lost data: start over from what it has now.
-            self._reset(int(ack["rev"]), dict(ack["state"]))
-        elif int(ack["rev"]) != self.rev:
+            self._reset(int(ack["rev"]), dict(ack["state"]), _tag_of(ack))
+        elif (int(ack["rev"]), _tag_of(ack)) != (self.rev, self.tag):
             await self.sync()  # also settles a change in flight whose ack was lost
         self._kick()
 
     async def sync(self) -> None:
         async with self._syncing:
-            ack = await self._link.request(Event.SYNC, {"room": self.name, "since": self.rev})
+            request: dict[str, JSON] = {"room": self.name, "since": self.rev}
+            if self.tag is not None:
+                request["tag"] = self.tag  # the server answers with the whole state if our
+                # history is not the room's (Redis lost data and moved on)
+            ack = await self._link.request(Event.SYNC, request)
             if "state" in ack:
-                self._reset(int(ack["rev"]), dict(ack["state"]))
+                self._reset(int(ack["rev"]), dict(ack["state"]), _tag_of(ack))
                 return
             for body in ack["changes"]:
                 self.remote(CommittedChange.from_wire(self.name, body), sync=False)
@@ -152,7 +158,7 @@ class Room:
             return
         if self._in_flight is not None and committed.id == self._in_flight[0]:
             self._in_flight = None  # our change, whose ack was lost
-            self._own[committed.rev] = committed.change
+            self._own[committed.rev] = (committed.change, committed.tag)
         else:
             self._held[committed.rev] = committed
         self._advance()
@@ -171,9 +177,9 @@ class Room:
             if task is not None:
                 task.cancel()
 
-    def _acknowledged(self, rev: int, change: Change) -> None:
+    def _acknowledged(self, rev: int, change: Change, tag: str | None) -> None:
         if rev > self.rev:
-            self._own[rev] = change
+            self._own[rev] = (change, tag)
         self._advance()
         if self._own:  # revs before ours are missing: they should be on their way
             asyncio.get_running_loop().call_later(_GAP_WAIT, self._check_gap, self.rev)
@@ -190,21 +196,23 @@ class Room:
                 committed = self._held.pop(following)
                 mine = self._own.pop(following, None) is not None  # a sync replaying ours
                 committed.change.apply_to(self._confirmed)
+                self.tag = committed.tag
                 for listener in () if mine else self._listeners:
                     listener(self, committed)
             elif following in self._own:
-                self._own.pop(following).apply_to(self._confirmed)
+                change, self.tag = self._own.pop(following)
+                change.apply_to(self._confirmed)
             else:
                 break
             self.rev = following
         self._changed.set()
 
-    def _reset(self, rev: int, state: State) -> None:
-        if rev < self.rev:
+    def _reset(self, rev: int, state: State, tag: str | None) -> None:
+        if rev < self.rev or (rev == self.rev and tag != self.tag):
             # The server lost history (Redis failover, restored backup): the revs past its
             # rev will be handed out again, to other changes.
             self._own, self._held = {}, {}
-        self._confirmed, self.rev = state, rev
+        self._confirmed, self.rev, self.tag = state, rev, tag
         self._own = {r: c for r, c in self._own.items() if r > rev}
         self._held = {r: c for r, c in self._held.items() if r > rev}
         self._advance()
@@ -231,7 +239,7 @@ class Room:
                 continue
             if self._in_flight is not None and self._in_flight[0] == change_id:
                 self._in_flight = None
-                self._acknowledged(int(ack["rev"]), change)
+                self._acknowledged(int(ack["rev"]), change, _tag_of(ack))
         if not self.has_unsent:
             self._idle.set()
 
@@ -301,3 +309,8 @@ def _payload(room: str, change: Change, change_id: str, rev: int | None) -> dict
     if rev is not None:
         body["rev"] = rev
     return body
+
+
+def _tag_of(ack: Mapping[str, JSON]) -> str | None:
+    tag = ack.get("tag")
+    return tag if isinstance(tag, str) else None

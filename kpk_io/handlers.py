@@ -128,7 +128,7 @@ class Handlers:
             message = f"a connection may join at most {self._max_rooms} rooms; leave one first"
             raise ProtocolError(ErrorCode.TOO_MANY_ROOMS, message)
         snapshot = await self._hub.join(sid, room)
-        return ok(room=room, rev=snapshot.rev, state=snapshot.state)
+        return ok(room=room, rev=snapshot.rev, state=snapshot.state, **_tag(snapshot.tag))
 
     async def _leave(self, sid: str, data: object) -> Ack:
         room = parse_room_request(data)
@@ -154,15 +154,16 @@ class Handlers:
             )
         if isinstance(result, Duplicate):
             return ok(room=request.room, rev=result.rev, duplicate=True)
-        return ok(room=request.room, rev=result.rev)
+        return ok(room=request.room, rev=result.rev, **_tag(result.tag))
 
     async def _sync(self, sid: str, data: object) -> Ack:
         request = parse_sync(data)
         self._require_member(sid, request.room)
-        changes = await self._store.changes_since(request.room, request.since)
+        changes = await self._store.changes_since(request.room, request.since, request.tag)
         if changes is None:
             snapshot = await self._store.snapshot(request.room)
-            return ok(room=request.room, rev=snapshot.rev, state=snapshot.state)
+            return ok(room=request.room, rev=snapshot.rev, state=snapshot.state,
+                      **_tag(snapshot.tag))
         rev = changes[-1].rev if changes else request.since
         wire = [{k: v for k, v in c.to_wire().items() if k != "room"} for c in changes]
         return ok(room=request.room, rev=rev, changes=wire)
@@ -174,3 +175,7 @@ class Handlers:
 
 def _error(code: ErrorCode, message: str) -> Ack:
     return ProtocolError(code, message).to_ack()
+
+
+def _tag(tag: str | None) -> dict[str, JSON]:
+    return {} if tag is None else {"tag": tag}

@@ -48,6 +48,7 @@ class _Lane:
     )
     members: set[str] = field(default_factory=set)
     cursor: int | None = None
+    tag: str | None = None  # the cursor's commit tag: a later commit must name it as `prev`
     watched: bool = False
     worker: asyncio.Task[None] | None = None
 
@@ -158,8 +159,8 @@ class Hub:
             lane.cursor = None
         snapshot = await self._store.snapshot(lane.room)
         if lane.cursor is None:
-            lane.cursor = snapshot.rev
-        elif snapshot.rev != lane.cursor:
+            lane.cursor, lane.tag = snapshot.rev, snapshot.tag
+        elif (snapshot.rev, snapshot.tag) != (lane.cursor, lane.tag):
             await self._fill(lane, snapshot)
         if sid not in lane.members:
             await self._members.enter(sid, lane.room)
@@ -170,11 +171,12 @@ class Hub:
     async def _advance(self, lane: _Lane, committed: CommittedChange) -> None:
         if lane.cursor is None or committed.rev <= lane.cursor:
             return  # before the first join's snapshot, or already delivered
-        if committed.rev == lane.cursor + 1:
+        follows = lane.tag is None or not committed.prev or committed.prev == lane.tag
+        if committed.rev == lane.cursor + 1 and follows:
             await self._deliver(lane, committed)
             return
-        log.warning("feed skipped from rev %d to %d; filling from the log",
-                    lane.cursor, committed.rev)
+        log.warning("feed went from rev %d to %d%s; catching up from the log", lane.cursor,
+                    committed.rev, "" if follows else " on another history")
         await self._catch_up(lane)
 
     async def _catch_up(self, lane: _Lane) -> None:
@@ -191,7 +193,7 @@ class Hub:
         """Deliver what members miss up to `snapshot` (or up to now, when None)."""
         assert lane.cursor is not None
         upto = snapshot.rev if snapshot is not None else None
-        changes = await self._store.changes_since(lane.room, lane.cursor)
+        changes = await self._store.changes_since(lane.room, lane.cursor, lane.tag)
         if changes is not None:
             for committed in changes:
                 if upto is None or committed.rev <= upto:
@@ -199,15 +201,17 @@ class Hub:
             return
         whole = snapshot or await self._store.snapshot(lane.room)
         if whole.rev > lane.cursor:
-            log.warning("log no longer reaches rev %d; sending the whole state", lane.cursor)
+            # The log no longer reaches the cursor, or the history since was rewritten:
+            # either way the whole state, as one replacing change, is right for everyone.
+            log.warning("cannot list changes after rev %d; sending the whole state", lane.cursor)
             state = Change(whole.state, (), replace=True)
-            await self._deliver(lane, CommittedChange(lane.room, whole.rev, state))
-        elif whole.rev < lane.cursor:
-            # Redis lost data (a failover, a restored backup): members are ahead of the store
-            # and would ignore the revs it hands out again, so they start over.
+            await self._deliver(lane, CommittedChange(lane.room, whole.rev, state, tag=whole.tag))
+        elif (whole.rev, whole.tag) != (lane.cursor, lane.tag):
+            # Redis lost data (a failover, a restored backup): members hold revs that the
+            # store hands out again, to other changes, and would ignore those; they start over.
             log.error("the store went back from rev %d to %d; members join again",
                       lane.cursor, whole.rev)
-            lane.cursor = whole.rev
+            lane.cursor, lane.tag = whole.rev, whole.tag
             # In a task of its own: dropping a member runs its disconnect handler, which
             # leaves this room through this very lane.
             task = asyncio.create_task(self._members.resync(lane.room))
@@ -215,6 +219,6 @@ class Hub:
             task.add_done_callback(self._background.discard)
 
     async def _deliver(self, lane: _Lane, committed: CommittedChange) -> None:
-        lane.cursor = committed.rev
+        lane.cursor, lane.tag = committed.rev, committed.tag
         if lane.members:
             await self._members.deliver(committed)

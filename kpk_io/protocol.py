@@ -60,6 +60,7 @@ class UpdateRequest:
 class SyncRequest:
     room: str
     since: int
+    tag: str | None = None
 
 
 def client_secret(auth: object) -> str | None:
@@ -92,7 +93,10 @@ def parse_sync(data: object) -> SyncRequest:
     since = body.get("since", 0)
     if not _is_int(since) or since < 0:
         raise ProtocolError(ErrorCode.INVALID_REQUEST, "since must be a non-negative integer")
-    return SyncRequest(room, since)
+    tag = body.get("tag")
+    if tag is not None and not (isinstance(tag, str) and 0 < len(tag) <= MAX_ID_LENGTH):
+        raise ProtocolError(ErrorCode.INVALID_REQUEST, "tag must be a short string")
+    return SyncRequest(room, since, tag)
 
 
 def parse_update(data: object) -> UpdateRequest:

@@ -11,7 +11,7 @@ from kpk_io.change import JSON
 from kpk_io.rooms import encode_uri_component
 from tests.conftest import StartKpk
 from tests.processes import KpkServer, RedisServer
-from tests.sockets import members
+from tests.sockets import members, untagged
 
 API_KEY = f"key-{uuid.uuid4().hex}"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -62,7 +62,7 @@ async def test_patch_reaches_members_on_every_node(
 
         assert (status, answer) == (200, {"room": "plan", "rev": 1})
         for member in everywhere:
-            assert await member.wait_updates("plan", 1) == [{
+            assert untagged(await member.wait_updates("plan", 1)) == [{
                 "room": "plan", "rev": 1, "set": {"title": "Q1", "done": None},
                 "unset": ["draft"], "replace": False, "id": "cron-1",
             }]
@@ -83,7 +83,7 @@ async def test_delete_empties_the_room_with_a_replace(
 
         assert (status, answer) == (200, {"room": "plan", "rev": 2})
         for member in everywhere:
-            assert await member.wait_updates("plan", 1) == [
+            assert untagged(await member.wait_updates("plan", 1)) == [
                 {"room": "plan", "rev": 2, "set": {}, "unset": [], "replace": True}
             ]
     status, answer = await request(http, "GET", room_url(nodes[0], "plan"))

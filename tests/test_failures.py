@@ -12,6 +12,7 @@ from kpk_io import app as kpk_app
 from kpk_io.change import Change, CommittedChange
 from kpk_io.client import KpkClient
 from kpk_io.config import Settings
+from kpk_io.publish import AsyncPublisher
 from kpk_io.store.base import Conflict, Duplicate
 from kpk_io.store.memory import MemoryStateStore
 from tests.conftest import StartKpk
@@ -122,3 +123,34 @@ async def test_members_start_over_when_redis_goes_back_in_time(
             assert (await writer.update(ROOM, set={"after": True}))["rev"] == 4
         await room.wait_for(lambda s: s.get("after") is True)
         assert room.rev == 4
+
+
+async def test_members_converge_when_redis_goes_back_and_then_past_them(
+    start_kpk: StartKpk, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    node = start_kpk("--redis-url", own_redis.url)
+    async with KpkClient(node.url) as client, AsyncPublisher(own_redis.url) as publisher:
+        room = await client.join(ROOM)
+        for i in range(3):
+            await publisher.update(ROOM, {"n": i, f"at{i}": True})
+        await room.wait_for(lambda s: s.get("n") == 2)
+        own_redis.stop()
+        shutil.copytree(own_redis.dir, tmp_path / "backup")
+        own_redis.start()
+        for i in range(3, 6):
+            await publisher.update(ROOM, {"n": i, f"at{i}": True})
+        await room.wait_for(lambda s: s.get("n") == 5)
+        # Back to rev 3, then straight on to rev 8 before the node catches up: revs 4 to 6
+        # now name other changes than the ones the member applied.
+        own_redis.stop()
+        shutil.rmtree(own_redis.dir)
+        shutil.copytree(tmp_path / "backup", own_redis.dir)
+        own_redis.start()
+        for i in range(5):
+            await publisher.update(ROOM, {"m": i})
+        server = await publisher.get(ROOM)
+        assert server.rev == 8
+        await room.wait_for(lambda s: s == server.state, timeout=20)
+        assert room.rev == 8
+        async with KpkClient(node.url) as late:  # and a member that joins afterwards
+            assert (await late.join(ROOM)).state == server.state

@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import StartKpk
 from tests.processes import KpkServer, RedisServer
-from tests.sockets import Member, members
+from tests.sockets import Member, members, untagged
 
 ROOM = "kpk/notes/acme%20co/q1/intro"
 
@@ -34,11 +34,10 @@ async def test_updates_reach_other_members_once_and_never_the_sender(kpk: KpkSer
         for m in (a, b, c):
             await m.join(ROOM)
         await b.join(ROOM)  # joining twice must not double b's deliveries
-        assert await a.update(ROOM, set={"title": "Q1", "n": None}, id="a-1") == {
-            "ok": True, "room": ROOM, "rev": 1
-        }
+        ack = await a.update(ROOM, set={"title": "Q1", "n": None}, id="a-1")
+        assert untagged([ack]) == [{"ok": True, "room": ROOM, "rev": 1}]
         assert (await c.update(ROOM, unset=["n"]))["rev"] == 2
-        assert await b.wait_updates(ROOM, 2) == [
+        assert untagged(await b.wait_updates(ROOM, 2)) == [
             {"room": ROOM, "rev": 1, "set": {"title": "Q1", "n": None}, "unset": [],
              "replace": False, "id": "a-1"},
             {"room": ROOM, "rev": 2, "set": {}, "unset": ["n"], "replace": False},
@@ -55,7 +54,7 @@ async def test_replace_removes_fields_not_set(kpk: KpkServer) -> None:
         await b.join(ROOM)
         await a.update(ROOM, set={"x": 1, "y": 2})
         await a.update(ROOM, set={"z": 3}, replace=True)
-        assert (await b.wait_updates(ROOM, 2))[1] == {
+        assert untagged(await b.wait_updates(ROOM, 2))[1] == {
             "room": ROOM, "rev": 2, "set": {"z": 3}, "unset": [], "replace": True
         }
         assert (await b.join(ROOM))["state"] == {"z": 3}
@@ -152,20 +151,25 @@ async def test_sync_returns_changes_or_the_whole_state(start_kpk: StartKpk) -> N
     kpk = start_kpk("--history", "3")
     async with members(kpk.url) as [a]:
         await a.join(ROOM)
-        for i in range(1, 6):
-            await a.update(ROOM, set={f"f{i}": i}, id=f"a-{i}")
-        assert await a.call("sync", {"room": ROOM, "since": 3}) == {
-            "ok": True, "room": ROOM, "rev": 5, "changes": [
-                {"rev": 4, "set": {"f4": 4}, "unset": [], "replace": False, "id": "a-4"},
-                {"rev": 5, "set": {"f5": 5}, "unset": [], "replace": False, "id": "a-5"},
-            ],
-        }
-        assert await a.call("sync", {"room": ROOM, "since": 5}) == {
+        tags = [(await a.update(ROOM, set={f"f{i}": i}, id=f"a-{i}"))["tag"]
+                for i in range(1, 6)]
+        listed = await a.call("sync", {"room": ROOM, "since": 3, "tag": tags[2]})
+        assert [c["tag"] for c in listed.pop("changes")] == tags[3:]
+        assert listed == {"ok": True, "room": ROOM, "rev": 5}
+        listed = await a.call("sync", {"room": ROOM, "since": 3})
+        assert untagged(listed["changes"]) == [
+            {"rev": 4, "set": {"f4": 4}, "unset": [], "replace": False, "id": "a-4"},
+            {"rev": 5, "set": {"f5": 5}, "unset": [], "replace": False, "id": "a-5"},
+        ]
+        assert await a.call("sync", {"room": ROOM, "since": 5, "tag": tags[4]}) == {
             "ok": True, "room": ROOM, "rev": 5, "changes": []
         }
-        assert await a.call("sync", {"room": ROOM, "since": 1}) == {
-            "ok": True, "room": ROOM, "rev": 5, "state": {f"f{i}": i for i in range(1, 6)}
-        }
+        whole = {"ok": True, "room": ROOM, "rev": 5, "state": {f"f{i}": i for i in range(1, 6)},
+                 "tag": tags[4]}
+        assert await a.call("sync", {"room": ROOM, "since": 1}) == whole  # no longer kept
+        # A tag that is not rev 3's: the caller's history is not the room's.
+        assert await a.call("sync", {"room": ROOM, "since": 3, "tag": tags[1]}) == whole
+        assert await a.call("sync", {"room": ROOM, "since": 5, "tag": tags[3]}) == whole
 
 
 async def test_look_alike_rooms_are_isolated(kpk: KpkServer) -> None:
@@ -230,8 +234,9 @@ async def test_state_survives_a_server_restart(
     first.kill()
     second = start_kpk(*flags)
     async with members(second.url) as [b]:
-        assert await b.join(ROOM) == {"ok": True, "room": ROOM, "rev": 1,
-                                      "state": {"kept": "yes"}}
+        assert untagged([await b.join(ROOM)]) == [
+            {"ok": True, "room": ROOM, "rev": 1, "state": {"kept": "yes"}}
+        ]
 
 
 async def test_in_order_delivery_under_three_concurrent_writers(kpk: KpkServer) -> None:
@@ -338,7 +343,7 @@ async def test_nobody_can_cancel_another_members_change_by_its_id(kpk: KpkServer
         await squatter.join(ROOM)
         assert (await squatter.update(ROOM, set={"title": "spam"}, id="v-1"))["rev"] == 1
         ack = await victim.update(ROOM, set={"title": "important"}, id="v-1")
-        assert ack == {"ok": True, "room": ROOM, "rev": 2}
+        assert untagged([ack]) == [{"ok": True, "room": ROOM, "rev": 2}]
         again = await victim.update(ROOM, set={"title": "important"}, id="v-1")
         assert again == {"ok": True, "room": ROOM, "rev": 2, "duplicate": True}
         assert (await squatter.join(ROOM))["state"] == {"title": "important"}

@@ -1,11 +1,34 @@
 """The contract every state store honours; tests/test_store.py runs against each one."""
 
+import secrets
 from dataclasses import dataclass
 from typing import Protocol
 
 from kpk_io.change import Change, CommittedChange, Snapshot
 
 DEFAULT_HISTORY = 1000
+
+
+def new_tag() -> str:
+    """A commit's random tag (see CommittedChange)."""
+    return secrets.token_hex(8)
+
+
+def continuing(
+    entries: list[CommittedChange], since: int, tag: str | None, rev: int
+) -> list[CommittedChange] | None:
+    """The changes after `since` from log `entries` (oldest first, ending at `rev`), or None
+    when the log does not reach back that far, or when `tag` is given and the change at
+    `since` is not the one it names: the history was rewritten."""
+    if entries and entries[0].rev == since:
+        anchor = entries.pop(0)
+        if tag is not None and anchor.tag != tag:
+            return None
+    elif since > 0 and tag is not None:
+        return None
+    if [entry.rev for entry in entries] != list(range(since + 1, rev + 1)):
+        return None
+    return entries
 
 
 def dedupe_window(history: int) -> int:
@@ -51,8 +74,8 @@ class StateStore(Protocol):
     """Per-room JSON state with atomic revisioned commits and a feed of committed changes."""
 
     async def snapshot(self, room: str) -> Snapshot:
-        """The whole state and its rev, read atomically. Stored fields that are not valid JSON
-        are logged and left out."""
+        """The whole state, its rev and that rev's tag, read atomically. Stored fields that
+        are not valid JSON are logged and left out."""
 
     async def commit(
         self,
@@ -75,8 +98,12 @@ class StateStore(Protocol):
         Raises StoreUnavailable when the store cannot be reached.
         """
 
-    async def changes_since(self, room: str, since: int) -> list[CommittedChange] | None:
-        """Every change after rev `since`, in order; None when they are no longer all kept."""
+    async def changes_since(
+        self, room: str, since: int, tag: str | None = None
+    ) -> list[CommittedChange] | None:
+        """Every change after rev `since`, in order; None when they are no longer all kept,
+        or when `tag` is given and is not the tag of the change at `since` (the history
+        since then was rewritten, so only the whole state is right)."""
 
     async def watch(self, room: str) -> None:
         """Deliver the room's future commits to the listener; returns once that is in force."""

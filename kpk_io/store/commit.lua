@@ -2,7 +2,7 @@
 -- commit order is broadcast order on every node.
 -- KEYS: state hash, rev, log list, ids sorted set (recent change ids, scored by rev).
 -- ARGV: base rev ('' for none), replace ('0'/'1'), history size, channel, message head,
---       entry body, dedupe key, number of set fields, dedupe window (in revs),
+--       entry body, dedupe key, number of set fields, dedupe window (in revs), tag,
 --       then field/value pairs (values are JSON text), then the fields to unset.
 local state, rev_key, log, ids = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local history = tonumber(ARGV[3])
@@ -23,18 +23,22 @@ if ARGV[2] == '1' then
   redis.call('DEL', state)
 end
 local nset = tonumber(ARGV[8])
-local first_unset = 10 + 2 * nset
+local first_unset = 11 + 2 * nset
 -- unpack() has a stack limit, so large changes go in chunks.
 for i = first_unset, #ARGV, 1000 do
   redis.call('HDEL', state, unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
-for i = 10, first_unset - 1, 1000 do
+for i = 11, first_unset - 1, 1000 do
   redis.call('HSET', state, unpack(ARGV, i, math.min(i + 999, first_unset - 1)))
 end
 
 local rev = current + 1
 redis.call('SET', rev_key, rev)
-local entry = '{"rev":' .. rev .. ',' .. ARGV[6]
+-- Each entry names its own tag and the one before it (a hash chain: see change.py).
+local last = redis.call('LINDEX', log, -1)
+local prev = last and string.match(last, '^{"rev":%d+,"tag":"(%w+)"') or ''
+local entry = '{"rev":' .. rev .. ',"tag":"' .. ARGV[10] .. '","prev":"' .. prev .. '",'
+  .. ARGV[6]
 redis.call('RPUSH', log, entry)
 redis.call('LTRIM', log, -history, -1)
 redis.call('ZADD', ids, rev, ARGV[7])

@@ -10,7 +10,9 @@ from kpk_io.store.base import (
     ChangeListener,
     Conflict,
     Duplicate,
+    continuing,
     dedupe_window,
+    new_tag,
 )
 
 
@@ -35,7 +37,8 @@ class MemoryStateStore:
 
     async def snapshot(self, room: str) -> Snapshot:
         data = self._rooms.get(room) or _Room()
-        return Snapshot(data.rev, {name: json.loads(text) for name, text in data.fields.items()})
+        state = {name: json.loads(text) for name, text in data.fields.items()}
+        return Snapshot(data.rev, state, data.log[-1].tag if data.log else None)
 
     async def commit(
         self,
@@ -61,7 +64,8 @@ class MemoryStateStore:
         data.rev += 1
         copied = {name: json.loads(text) for name, text in encoded.items()}
         stored = Change(copied, change.unset, change.replace)
-        committed = CommittedChange(room, data.rev, stored, change_id, origin)
+        prev = data.log[-1].tag if data.log else ""
+        committed = CommittedChange(room, data.rev, stored, change_id, origin, new_tag(), prev)
         data.log.append(committed)
         while len(data.log) > self._history:
             data.log.popleft()
@@ -73,13 +77,14 @@ class MemoryStateStore:
             self._listener.on_change(committed)
         return committed
 
-    async def changes_since(self, room: str, since: int) -> list[CommittedChange] | None:
+    async def changes_since(
+        self, room: str, since: int, tag: str | None = None
+    ) -> list[CommittedChange] | None:
         data = self._rooms.get(room) or _Room()
-        if since == data.rev:
-            return []
-        if since > data.rev or not data.log or data.log[0].rev > since + 1:
+        if since > data.rev:
             return None
-        return [entry for entry in data.log if entry.rev > since]
+        return continuing([entry for entry in data.log if entry.rev >= since], since, tag,
+                          data.rev)
 
     async def watch(self, room: str) -> None:
         self._watched.add(room)

@@ -24,7 +24,9 @@ from kpk_io.store.base import (
     Conflict,
     Duplicate,
     StoreUnavailable,
+    continuing,
     dedupe_window,
+    new_tag,
 )
 from kpk_io.store.redis_feed import RedisFeed, parse_entry
 
@@ -92,16 +94,19 @@ class RedisStateStore:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.get(keys.rev)
                 pipe.hgetall(keys.state)
+                pipe.lindex(keys.log, -1)
                 return await pipe.execute()
 
-        raw_rev, fields = await _read_twice(read)
+        raw_rev, fields, raw_last = await _read_twice(read)
         state = {}
         for raw_name, raw_value in fields.items():
             try:
                 state[raw_name.decode()] = json.loads(raw_value.decode())
             except ValueError:  # UnicodeDecodeError and JSONDecodeError
                 log.warning("room %r: field %r is not UTF-8 JSON; left out", room, raw_name)
-        return Snapshot(_parse_rev(room, raw_rev), state)
+        rev = _parse_rev(room, raw_rev)
+        last = parse_entry(room, raw_last) if raw_last is not None else None
+        return Snapshot(rev, state, last.tag if last is not None and last.rev == rev else None)
 
     async def commit(
         self,
@@ -133,6 +138,7 @@ class RedisStateStore:
             dedupe_key or f"kpk-io:{uuid.uuid4().hex}",
             len(encoded),
             dedupe_window(self._history),
+            tag := new_tag(),
         ]
         for name, text in encoded:
             args += [name, text]
@@ -142,7 +148,7 @@ class RedisStateStore:
             return Conflict(rev)
         if status == 2:
             return Duplicate(rev)
-        return CommittedChange(room, rev, change, change_id, origin)
+        return CommittedChange(room, rev, change, change_id, origin, tag)
 
     async def _commit_with_retries(
         self, keys: _RoomKeys, args: list[str | int]
@@ -162,7 +168,9 @@ class RedisStateStore:
                 await asyncio.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
 
-    async def changes_since(self, room: str, since: int) -> list[CommittedChange] | None:
+    async def changes_since(
+        self, room: str, since: int, tag: str | None = None
+    ) -> list[CommittedChange] | None:
         keys = _keys(self._prefix, room)
 
         async def read() -> list[Any]:
@@ -170,15 +178,13 @@ class RedisStateStore:
 
         reply = await _read_twice(read)
         rev = _parse_rev(room, reply[0])
-        if since == rev:
-            return []
-        if since > rev or len(reply) < 2:
+        if len(reply) < 2:  # `since` is past the room's rev
             return None
-        entries = [parse_entry(room, raw) for raw in reply[1]]
-        expected = list(range(since + 1, rev + 1))
-        if None in entries or [e.rev for e in entries if e is not None] != expected:
+        parsed = [parse_entry(room, raw) for raw in reply[1]]
+        entries = [entry for entry in parsed if entry is not None]
+        if len(entries) < len(parsed):
             return None
-        return [e for e in entries if e is not None]
+        return continuing(entries, since, tag, rev)
 
     async def watch(self, room: str) -> None:
         await self._feed.subscribe(_keys(self._prefix, room).channel)

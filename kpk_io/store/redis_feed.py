@@ -8,6 +8,7 @@ messages arrive in rev order.
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import json
 import logging
 
@@ -145,7 +146,7 @@ def _from_entry(room: str, body: dict[str, object]) -> CommittedChange:
     origin = body.get("origin")
     if origin is not None and not isinstance(origin, str):
         raise ValueError(f"origin {origin!r}")
-    return CommittedChange(room, committed.rev, committed.change, committed.id, origin)
+    return dataclasses.replace(committed, origin=origin)
 
 
 def _text(value: object, *, strict: bool = False) -> str:

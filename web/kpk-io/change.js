@@ -8,7 +8,7 @@
  */
 /**
  * A change as the server committed it: its revision and the id its sender gave it.
- * @typedef {Change & {rev: number, id?: string}} Committed
+ * @typedef {Change & {rev: number, id?: string, tag?: string}} Committed
  */
 
 /**
@@ -103,11 +103,13 @@ export function committedFromWire(body) {
     isPlainObject(body.set) &&
     Array.isArray(body.unset) &&
     body.unset.every((name) => typeof name === "string") &&
-    (body.id === undefined || typeof body.id === "string");
+    (body.id === undefined || typeof body.id === "string") &&
+    (body.tag === undefined || typeof body.tag === "string");
   if (!ok) throw new TypeError(`not a change: ${JSON.stringify(body)}`);
   /** @type {Committed} */
   const committed = { rev: body.rev, set: body.set, unset: body.unset, replace: body.replace === true };
   if (body.id !== undefined) committed.id = body.id;
+  if (body.tag !== undefined) committed.tag = body.tag;
   return committed;
 }
 

@@ -23,7 +23,11 @@ export class RoomState {
     /** @type {State} */
     this.confirmed = {};
     this.rev = 0;
-    /** @type {Map<number, Change>} */
+    /** The tag of the commit that made `rev`: a sync names it, so the server can tell whether
+     * our history is still the room's (after Redis lost data it may not be). */
+    /** @type {string | null} */
+    this.tag = null;
+    /** @type {Map<number, {change: Change, tag: string | null}>} */
     this.own = new Map();
     /** @type {Map<number, Committed>} */
     this.held = new Map();
@@ -37,7 +41,7 @@ export class RoomState {
   get view() {
     const view = structuredClone(this.confirmed);
     for (const rev of [...this.own.keys()].sort((a, b) => a - b)) {
-      applyChange(/** @type {Change} */ (this.own.get(rev)), view);
+      applyChange(/** @type {{change: Change}} */ (this.own.get(rev)).change, view);
     }
     for (const { change } of this.inFlight) applyChange(change, view);
     if (this.pending) applyChange(this.pending, view);
@@ -76,14 +80,15 @@ export class RoomState {
   }
 
   /**
-   * The ack of change `id`: it was committed as `rev`.
+   * The ack of change `id`: it was committed as `rev`, with `tag`.
    * @param {string} id
    * @param {number} rev
+   * @param {string | null} [tag]
    * @returns {Committed[]} changes of others now applied
    */
-  acknowledged(id, rev) {
+  acknowledged(id, rev, tag = null) {
     const entry = this.#takeInFlight(id);
-    if (entry && rev > this.rev) this.own.set(rev, entry.change);
+    if (entry && rev > this.rev) this.own.set(rev, { change: entry.change, tag });
     return this.#advance();
   }
 
@@ -104,7 +109,7 @@ export class RoomState {
     const entry = committed.id === undefined ? undefined : this.#takeInFlight(committed.id);
     if (committed.rev <= this.rev || this.own.has(committed.rev)) return []; // known already
     if (entry) {
-      this.own.set(committed.rev, entry.change); // ours, and its ack was lost
+      this.own.set(committed.rev, { change: entry.change, tag: committed.tag ?? null }); // ours, ack lost
     } else {
       this.held.set(committed.rev, committed);
     }
@@ -115,10 +120,11 @@ export class RoomState {
    * Take the server's whole state at `rev` (a join or a sync that could not list changes).
    * @param {number} rev
    * @param {State} state
+   * @param {string | null} [tag]
    * @returns {Committed[]} the reset as one replacing change, then what followed it
    */
-  reset(rev, state) {
-    if (rev < this.rev) {
+  reset(rev, state, tag = null) {
+    if (rev < this.rev || (rev === this.rev && tag !== this.tag)) {
       // The server lost history (an in-memory server restarted): what we had past its rev
       // no longer exists there.
       this.own.clear();
@@ -129,6 +135,7 @@ export class RoomState {
     }
     this.confirmed = structuredClone(state);
     this.rev = rev;
+    this.tag = tag;
     /** @type {Committed} */
     const snapshot = { rev, set: structuredClone(state), unset: [], replace: true };
     return [snapshot, ...this.#advance()];
@@ -149,9 +156,11 @@ export class RoomState {
       const own = this.own.get(next);
       const other = this.held.get(next);
       if (own) {
-        applyChange(own, this.confirmed); // ours: never reported as someone else's
+        applyChange(own.change, this.confirmed); // ours: never reported as someone else's
+        this.tag = own.tag;
       } else if (other) {
         applyChange(other, this.confirmed);
+        this.tag = other.tag ?? null;
         applied.push(other);
       } else {
         break;

@@ -234,8 +234,8 @@ export class Room extends EventTarget {
         if (!this.#everJoined || ack.rev < this.#state.rev) {
           // Behind us only if the server lost data: start over from what it has now.
           this.#everJoined = true;
-          this.#changed(this.#state.reset(ack.rev, ack.state));
-        } else if (ack.rev !== this.#state.rev) {
+          this.#changed(this.#state.reset(ack.rev, ack.state, ack.tag ?? null));
+        } else if (ack.rev !== this.#state.rev || (ack.tag ?? null) !== this.#state.tag) {
           await this.#sync(); // recognises our changes whose acks were lost, by their ids
         }
         if (!current()) return;
@@ -264,9 +264,12 @@ export class Room extends EventTarget {
     const run = async () => {
       do {
         this.#syncAgain = false;
-        const ack = await this.#link.request("sync", { room: this.id, since: this.#state.rev });
+        const { rev: since, tag } = this.#state;
+        // With our tag the server answers with the whole state if our history is not the
+        // room's any more (Redis lost data and moved on).
+        const ack = await this.#link.request("sync", { room: this.id, since, ...(tag ? { tag } : {}) });
         if (ack.state && typeof ack.state === "object") {
-          this.#changed(this.#state.reset(ack.rev, ack.state));
+          this.#changed(this.#state.reset(ack.rev, ack.state, ack.tag ?? null));
         } else {
           const applied = [];
           for (const body of ack.changes) applied.push(...this.#state.remote(committedFromWire(body)));
@@ -317,7 +320,7 @@ export class Room extends EventTarget {
     entry.sentOn = connection;
     this.#link.request("update", updatePayload(this.id, entry.id, entry.change)).then(
       (ack) => {
-        this.#changed(this.#state.acknowledged(entry.id, ack.rev));
+        this.#changed(this.#state.acknowledged(entry.id, ack.rev, ack.tag ?? null));
         this.#pump();
       },
       (error) => this.#refused(entry, asKpkError(error), connection),
