@@ -7,6 +7,8 @@ members were sent. A joiner enters the Socket.IO room exactly when its snapshot'
 the cursor, so it sees every later change once and none it already has. A feed message that
 skips revs (a dropped pub/sub message, a feed outage) is filled from the store's log first,
 or, when the log no longer reaches back, with one `replace` change carrying the whole state.
+The lane also keeps the cursor's commit tag: a change that does not name it as its `prev`
+belongs to a rewritten history (Redis lost data), and members get the whole state instead.
 """
 
 import asyncio
