@@ -65,25 +65,6 @@ def new_context(browser: Browser) -> Iterator[Callable[[], BrowserContext]]:
 
 
 @pytest.fixture
-def restarted() -> Iterator[Callable[[KpkServer], KpkServer]]:
-    """Start a stopped server again on its own port, with the same flags."""
-    servers: list[KpkServer] = []
-
-    def restart(old: KpkServer) -> KpkServer:
-        wait_until(lambda: not port_open(old.port), what=f"port {old.port} to be free")
-        server = KpkServer(*old.flags)
-        server.port = old.port
-        server.start()
-        servers.append(server)
-        return server
-
-    yield restart
-    for server in servers:
-        server.kill()
-        server.log_path.unlink(missing_ok=True)
-
-
-@pytest.fixture
 def notes_path() -> str:
     """A demo URL path of this test's own."""
     return f"/demo/notes/org-{uuid.uuid4().hex[:8]}/launch/plan"
@@ -190,7 +171,6 @@ def test_a_reload_shows_the_saved_state(
 def test_server_stopped_and_restarted_reconnects_and_delivers_offline_edits(
     stop: str,
     redis_kpk: KpkServer,
-    restarted: Callable[[KpkServer], KpkServer],
     new_context: Callable[[], BrowserContext],
     notes_path: str,
 ) -> None:
@@ -214,7 +194,8 @@ def test_server_stopped_and_restarted_reconnects_and_delivers_offline_edits(
     expect(alice.locator("#pending")).to_have_text("3 unsaved changes")
     expect(bob.locator("#title")).to_have_value("Before the restart")
 
-    restarted(redis_kpk)
+    wait_until(lambda: not port_open(redis_kpk.port), what="the old server's port to be free")
+    redis_kpk.start()  # same port and flags: what the pages reconnect to
     for page in (alice, bob):
         expect_status(page, "live", RECONNECT_TIMEOUT)
     expect(bob.locator("#title")).to_have_value("Typed while the server was down", timeout=5000)
