@@ -153,7 +153,7 @@ class Handlers:
                 ErrorCode.CONFLICT, f"the room is at rev {result.rev}", rev=result.rev
             )
         if isinstance(result, Duplicate):
-            return ok(room=request.room, rev=result.rev, duplicate=True)
+            return ok(room=request.room, rev=result.rev, duplicate=True, **_tag(result.tag))
         return ok(room=request.room, rev=result.rev, **_tag(result.tag))
 
     async def _sync(self, sid: str, data: object) -> Ack:

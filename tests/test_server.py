@@ -137,10 +137,11 @@ async def test_a_change_sent_again_is_applied_once(kpk: KpkServer) -> None:
     async with members(kpk.url, kpk.url) as [a, b]:
         await a.join(ROOM)
         await b.join(ROOM)
-        assert (await a.update(ROOM, set={"v": 1}, id="a-1"))["rev"] == 1
+        first = await a.update(ROOM, set={"v": 1}, id="a-1")
+        assert first["rev"] == 1
         await b.update(ROOM, set={"v": 2}, id="b-1")
         assert await a.update(ROOM, set={"v": 1}, id="a-1") == {
-            "ok": True, "room": ROOM, "rev": 1, "duplicate": True
+            "ok": True, "room": ROOM, "rev": 1, "duplicate": True, "tag": first["tag"]
         }
         await b.update(ROOM, set={"marker": True})
         assert [u["rev"] for u in await a.wait_updates(ROOM, 2)] == [2, 3]
@@ -345,7 +346,8 @@ async def test_nobody_can_cancel_another_members_change_by_its_id(kpk: KpkServer
         ack = await victim.update(ROOM, set={"title": "important"}, id="v-1")
         assert untagged([ack]) == [{"ok": True, "room": ROOM, "rev": 2}]
         again = await victim.update(ROOM, set={"title": "important"}, id="v-1")
-        assert again == {"ok": True, "room": ROOM, "rev": 2, "duplicate": True}
+        assert again == {"ok": True, "room": ROOM, "rev": 2, "duplicate": True,
+                         "tag": ack["tag"]}
         assert (await squatter.join(ROOM))["state"] == {"title": "important"}
     finally:
         await victim.close()

@@ -51,9 +51,10 @@ class Conflict:
 
 @dataclass(frozen=True)
 class Duplicate:
-    """A change with this id was committed already, as `rev`; nothing changed."""
+    """A change with this dedupe key was committed already, as `rev`; nothing changed."""
 
     rev: int
+    tag: str | None = None  # of that commit, when the log still has it
 
 
 class ChangeListener(Protocol):

@@ -9,12 +9,14 @@ local history = tonumber(ARGV[3])
 
 -- A dedupe key seen within the window was committed already (a retry after a lost reply,
 -- a client re-sending after a reconnect): report its rev and change nothing.
-local seen = redis.call('ZSCORE', ids, ARGV[7])
+local current = tonumber(redis.call('GET', rev_key)) or 0
+local seen = tonumber(redis.call('ZSCORE', ids, ARGV[7]))
 if seen then
-  return {2, tonumber(seen)}
+  local entry = redis.call('LINDEX', log, seen - current - 1)
+  local tag = entry and string.match(entry, '^{"rev":' .. seen .. ',"tag":"(%w+)"') or ''
+  return {2, seen, tag}
 end
 
-local current = tonumber(redis.call('GET', rev_key)) or 0
 if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= current then
   return {0, current}
 end

@@ -52,7 +52,8 @@ class MemoryStateStore:
     ) -> CommittedChange | Conflict | Duplicate:
         data = self._rooms.setdefault(room, _Room())
         if dedupe_key is not None and dedupe_key in data.ids:
-            return Duplicate(data.ids[dedupe_key])
+            rev = data.ids[dedupe_key]
+            return Duplicate(rev, next((c.tag for c in data.log if c.rev == rev), None))
         if base_rev is not None and base_rev != data.rev:
             return Conflict(data.rev)
         encoded = {name: encode_json(value) for name, value in change.set.items()}

@@ -143,22 +143,22 @@ class RedisStateStore:
         for name, text in encoded:
             args += [name, text]
         args += list(change.unset)
-        status, rev = await self._commit_with_retries(keys, args)
+        status, rev, known_tag = await self._commit_with_retries(keys, args)
         if status == 0:
             return Conflict(rev)
         if status == 2:
-            return Duplicate(rev)
+            return Duplicate(rev, known_tag or None)
         return CommittedChange(room, rev, change, change_id, origin, tag)
 
     async def _commit_with_retries(
         self, keys: _RoomKeys, args: list[str | int]
-    ) -> tuple[int, int]:
+    ) -> tuple[int, int, str]:
         for attempt in range(1, _COMMIT_ATTEMPTS + 1):
             try:
-                status, rev = await self._commit(
+                status, rev, *rest = await self._commit(
                     keys=[keys.state, keys.rev, keys.log, keys.ids], args=args
                 )
-                return int(status), int(rev)
+                return int(status), int(rev), rest[0].decode() if rest else ""
             except RedisError as exc:
                 transient = isinstance(exc, RedisConnectionError | RedisTimeoutError)
                 if attempt == _COMMIT_ATTEMPTS or not transient:
