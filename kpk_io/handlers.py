@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any
 
@@ -36,16 +37,22 @@ Ack = dict[str, JSON]
 Handler = Callable[[str, object], Awaitable[Ack]]
 
 
+@dataclass
+class _Connection:
+    # Whose change ids these are: the client's secret from the connect auth, which survives
+    # reconnects, else the socket id. Ids are only unique per sender.
+    sender: str
+    # Taken first thing by each request, so one connection's requests run in arrival order.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
 class Handlers:
     def __init__(self, store: StateStore, hub: Hub, metrics: Metrics, max_rooms: int) -> None:
         self._store = store
         self._max_rooms = max_rooms
         self._hub = hub
         self._metrics = metrics
-        self._locks: dict[str, asyncio.Lock] = {}
-        # Whose change ids these are: the client's secret from the connect auth, which
-        # survives reconnects, else the socket id. Ids are only unique per sender.
-        self._senders: dict[str, str] = {}
+        self._connections: dict[str, _Connection] = {}
         self._draining = False
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -56,16 +63,14 @@ class Handlers:
         self.sync = self._answering("sync", self._sync)
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: object) -> None:
-        self._locks[sid] = asyncio.Lock()
-        self._senders[sid] = client_secret(auth) or sid
+        self._connections[sid] = _Connection(client_secret(auth) or sid)
         self._metrics.connections.inc()
 
     async def disconnect(self, sid: str, reason: object = None) -> None:
         self._metrics.connections.dec()
-        lock = self._locks.get(sid) or asyncio.Lock()
-        async with lock:
-            self._locks.pop(sid, None)
-            self._senders.pop(sid, None)
+        connection = self._connections.get(sid) or _Connection(sid)
+        async with connection.lock:
+            self._connections.pop(sid, None)
             try:
                 await self._hub.leave_all(sid)
             except Exception:
@@ -73,7 +78,7 @@ class Handlers:
 
     @property
     def connection_count(self) -> int:
-        return len(self._locks)
+        return len(self._connections)
 
     async def drain(self) -> None:
         """Refuse new requests and return when those already running have been answered."""
@@ -86,15 +91,15 @@ class Handlers:
     def _answering(self, event: str, body: Handler) -> Callable[..., Awaitable[Ack]]:
         @wraps(body)
         async def handler(sid: str, *args: object) -> Ack:
-            lock = self._locks.get(sid)
+            connection = self._connections.get(sid)
             if self._draining:
                 return _error(ErrorCode.UNAVAILABLE, "the server is shutting down")
-            if lock is None:  # the connection closed while this event waited to run
+            if connection is None:  # the connection closed while this event waited to run
                 return _error(ErrorCode.UNAVAILABLE, "the connection is closing")
             self._in_flight += 1
             self._idle.clear()
             try:
-                async with lock:
+                async with connection.lock:
                     room = args[0].get("room") if args and isinstance(args[0], dict) else None
                     with bind_request(sid, room if isinstance(room, str) else None):
                         ack = await self._answer(event, body, sid, args[0] if args else None)
@@ -144,7 +149,7 @@ class Handlers:
             request.change,
             base_rev=request.base_rev,
             change_id=request.id,
-            dedupe_key=dedupe_key(self._senders.get(sid, sid), request.id),
+            dedupe_key=dedupe_key(self._sender(sid), request.id),
             origin=sid,
         )
         self._metrics.commit_seconds.observe(time.perf_counter() - started)
@@ -167,6 +172,10 @@ class Handlers:
         rev = changes[-1].rev if changes else request.since
         wire = [{k: v for k, v in c.to_wire().items() if k != "room"} for c in changes]
         return ok(room=request.room, rev=rev, changes=wire)
+
+    def _sender(self, sid: str) -> str:
+        connection = self._connections.get(sid)
+        return connection.sender if connection is not None else sid
 
     def _require_member(self, sid: str, room: str) -> None:
         if not self._hub.is_member(sid, room):

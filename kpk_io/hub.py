@@ -92,6 +92,8 @@ class Hub:
         return await done
 
     async def leave(self, sid: str, room: str) -> None:
+        if not self.is_member(sid, room):
+            return  # no lane (and no task) for a room this socket is not in
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         async def op(lane: _Lane) -> None:

@@ -36,8 +36,9 @@ class SocketMembers:
 
     async def deliver(self, committed: CommittedChange) -> None:
         name = sio_room(committed.room)
-        recipients = sum(1 for sid, _ in self._sio.manager.get_participants("/", name)
-                         if sid != committed.origin)
+        # The manager's own member map of the room: counted without a second pass over it.
+        participants = self._sio.manager.rooms.get("/", {}).get(name, {})
+        recipients = len(participants) - (committed.origin in participants)
         await self._sio.emit(
             Event.UPDATE.value, committed.to_wire(), room=name, skip_sid=committed.origin
         )

@@ -75,6 +75,13 @@ class RedisServer:
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def __enter__(self) -> "RedisServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class KpkServer:
     """`kpk-io serve` as a child process, with its output in a log file."""
