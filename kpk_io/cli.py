@@ -10,7 +10,7 @@ from aiohttp import web
 
 from kpk_io import __version__
 from kpk_io.app import create_app
-from kpk_io.config import ConfigError, Settings, load_settings
+from kpk_io.config import HELP, SWITCHES, ConfigError, Settings, load_settings
 from kpk_io.logs import configure_logging
 
 log = logging.getLogger("kpk_io")
@@ -21,17 +21,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kpk-io {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the service")
-    serve.add_argument("--config", help="TOML settings file (or KPK_IO_CONFIG)")
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", help="port to listen on (default 8000)")
-    serve.add_argument("--redis-url", help="redis://HOST:PORT/DB; none = in-memory store")
-    serve.add_argument("--key-prefix", help="prefix of every Redis key (default kpk:)")
-    serve.add_argument("--history", help="changes kept per room for sync (default 1000)")
-    serve.add_argument("--max-rooms", help="rooms one connection may join (default 100)")
-    serve.add_argument("--cors-origins", help="comma-separated origins allowed, or *")
-    serve.add_argument("--log-level", help="debug, info, warning or error")
-    serve.add_argument("--log-json", action="store_const", const="true", help="JSON log lines")
-    serve.add_argument("--shutdown-timeout", help="seconds to drain on SIGTERM (default 10)")
+    for name, text in HELP.items():
+        flag = "--" + name.replace("_", "-")
+        if name in SWITCHES:
+            serve.add_argument(flag, action="store_const", const="true", help=text)
+        else:
+            serve.add_argument(flag, help=text)
     return parser
 
 

@@ -5,6 +5,8 @@ Precedence: command-line flags, then KPK_IO_* environment variables, then the TO
 stops the process with a message naming where it came from.
 """
 
+import ipaddress
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -36,7 +38,33 @@ class Settings:
     api_key: str | None = None
     log_level: str = "info"
     log_json: bool = False
+    access_log: bool = False
     shutdown_timeout: float = 10.0
+    # Retention and history bounds (reliability).
+    room_ttl: int = 0  # days without a change or a join before a room expires; 0 = never
+    history_bytes: int = 8 * 1024 * 1024
+    # Identity: auth is on when a JWT key is set.
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None  # path of a PEM file (RS256 or ES256)
+    jwt_leeway: int = 30
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    # Limits.
+    max_payload: int = 1024 * 1024
+    max_update_bytes: int = 256 * 1024
+    max_state_bytes: int = 1024 * 1024
+    max_fields: int = 1000
+    max_field_name: int = 256
+    max_depth: int = 32
+    rate_limit: float = 50.0  # updates per second per connection; 0 = off
+    rate_burst: int = 100
+    join_rate: float = 20.0  # joins, leaves and syncs per second per connection; 0 = off
+    join_burst: int = 200
+    max_connections_per_address: int = 0  # 0 = unlimited
+    trusted_proxies: tuple[str, ...] = ()  # addresses or CIDRs whose X-Forwarded-For is used
+    # The Socket.IO Admin UI at /admin/: on only when both are set.
+    admin_user: str | None = None
+    admin_password: str | None = None
 
 
 def _text(value: object) -> str:
@@ -60,6 +88,16 @@ def _int_between(low: int, high: int) -> Callable[[object], int]:
         return number
 
     return parse
+
+
+def _rate(value: object) -> float:
+    try:
+        number = float(value) if isinstance(value, str | int | float) else -1.0
+    except ValueError:
+        number = -1.0
+    if isinstance(value, bool) or not 0 <= number <= 1_000_000:
+        raise ValueError("expected a number per second from 0 (off) to 1000000")
+    return number
 
 
 def _seconds(value: object) -> float:
@@ -97,11 +135,42 @@ def _key_prefix(value: object) -> str:
     return prefix
 
 
-def _origins(value: object) -> tuple[str, ...]:
+def _text_list(value: object, what: str) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
-        raise ValueError("expected a comma-separated list of origins, or *")
+        raise ValueError(f"expected a comma-separated list of {what}")
     return tuple(item.strip() for item in items if item.strip())
+
+
+_ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
+
+
+def _origins(value: object) -> tuple[str, ...]:
+    origins = _text_list(value, "origins, or *")
+    for origin in origins:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise ValueError(
+                f"{origin!r} is not an origin: expected scheme://host[:port] "
+                "(such as https://app.example.com), or *"
+            )
+    return origins
+
+
+def _networks(value: object) -> tuple[str, ...]:
+    networks = _text_list(value, "addresses or CIDRs")
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(f"{network!r} is not an IP address or CIDR") from None
+    return networks
+
+
+def _readable_file(value: object) -> str | None:
+    path = _optional_text(value)
+    if path is not None and not Path(path).is_file():
+        raise ValueError("expected the path of a readable PEM file")
+    return path
 
 
 def _log_level(value: object) -> str:
@@ -122,8 +191,71 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "api_key": _optional_text,
     "log_level": _log_level,
     "log_json": _bool,
+    "access_log": _bool,
     "shutdown_timeout": _seconds,
+    "room_ttl": _int_between(0, 36_500),
+    "history_bytes": _int_between(1024, 1 << 40),
+    "jwt_secret": _optional_text,
+    "jwt_public_key": _readable_file,
+    "jwt_leeway": _int_between(0, 3600),
+    "jwt_audience": _optional_text,
+    "jwt_issuer": _optional_text,
+    "max_payload": _int_between(1024, 1 << 30),
+    "max_update_bytes": _int_between(64, 1 << 30),
+    "max_state_bytes": _int_between(64, 1 << 30),
+    "max_fields": _int_between(1, 1_000_000),
+    "max_field_name": _int_between(1, 65_536),
+    "max_depth": _int_between(1, 64),
+    "rate_limit": _rate,
+    "rate_burst": _int_between(1, 1_000_000),
+    "join_rate": _rate,
+    "join_burst": _int_between(1, 1_000_000),
+    "max_connections_per_address": _int_between(0, 1_000_000),
+    "trusted_proxies": _networks,
+    "admin_user": _optional_text,
+    "admin_password": _optional_text,
 }
+
+# One line of `kpk-io serve --help` per setting; the flag is --name-with-dashes.
+HELP: dict[str, str] = {
+    "config": "TOML settings file (or KPK_IO_CONFIG)",
+    "host": "address to listen on (default 127.0.0.1)",
+    "port": "port to listen on (default 8000)",
+    "redis_url": "redis://[:PASSWORD@]HOST:PORT/DB or rediss://; none = in-memory store",
+    "key_prefix": "prefix of every Redis key (default kpk:)",
+    "history": "changes kept per room for sync (default 1000)",
+    "max_rooms": "rooms one connection may join (default 100)",
+    "cors_origins": "comma-separated origins (scheme://host[:port]) allowed, or *",
+    "api_key": "bearer key of the HTTP API (prefer KPK_IO_API_KEY)",
+    "log_level": "debug, info, warning or error",
+    "log_json": "JSON log lines",
+    "access_log": "log every HTTP request",
+    "shutdown_timeout": "seconds to drain on SIGTERM (default 10)",
+    "room_ttl": "days after which a room with no change and no join expires (default 0 = never)",
+    "history_bytes": "bytes of changes kept per room for sync (default 8 MiB)",
+    "jwt_secret": "HS256 secret: every connection must present a JWT (prefer the variable)",
+    "jwt_public_key": "PEM file of the RS256/ES256 public key that verifies JWTs",
+    "jwt_leeway": "seconds of clock skew allowed on exp/nbf (default 30)",
+    "jwt_audience": "required aud claim",
+    "jwt_issuer": "required iss claim",
+    "max_payload": "bytes of one Socket.IO message; larger closes the connection (default 1 MiB)",
+    "max_update_bytes": "encoded bytes of one update's values (default 256 KiB)",
+    "max_state_bytes": "encoded bytes of a room's whole state (default 1 MiB)",
+    "max_fields": "fields per room (default 1000)",
+    "max_field_name": "characters of a field name (default 256)",
+    "max_depth": "nesting of a field's value (default 32)",
+    "rate_limit": "updates per second per connection (default 50; 0 = off)",
+    "rate_burst": "burst of updates per connection (default 100)",
+    "join_rate": "joins, leaves and syncs per second per connection (default 20; 0 = off)",
+    "join_burst": "burst of joins, leaves and syncs (default 200)",
+    "max_connections_per_address": "connections per client address (default 0 = unlimited)",
+    "trusted_proxies": "comma-separated proxy addresses or CIDRs whose X-Forwarded-For counts",
+    "admin_user": "Socket.IO Admin UI user (with --admin-password turns /admin/ on)",
+    "admin_password": "Socket.IO Admin UI password (prefer the variable)",
+}
+
+# Settings given on the command line as switches (no value).
+SWITCHES = frozenset({"log_json", "access_log"})
 
 
 def load_settings(

@@ -64,3 +64,22 @@ def test_bad_file_is_reported(tmp_path: Path) -> None:
         load_settings({"config": str(file)}, {})
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings({"config": str(tmp_path / "missing.toml")}, {})
+
+
+@pytest.mark.parametrize("origins", ["example.com", "https://a.example/path", "ftp://x.example"])
+def test_cors_origins_must_be_origins(origins: str) -> None:
+    with pytest.raises(ConfigError, match=r"KPK_IO_CORS_ORIGINS: .* is not an origin"):
+        load_settings({}, {"KPK_IO_CORS_ORIGINS": origins})
+
+
+def test_cors_origins_accept_origins_and_star() -> None:
+    env = {"KPK_IO_CORS_ORIGINS": "*, http://localhost:8080, https://[::1]:9"}
+    settings = load_settings({}, env)
+    assert settings.cors_origins == ("*", "http://localhost:8080", "https://[::1]:9")
+
+
+def test_trusted_proxies_must_be_networks() -> None:
+    settings = load_settings({}, {"KPK_IO_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1"})
+    assert settings.trusted_proxies == ("10.0.0.0/8", "127.0.0.1")
+    with pytest.raises(ConfigError, match="KPK_IO_TRUSTED_PROXIES: 'nginx' is not an IP"):
+        load_settings({}, {"KPK_IO_TRUSTED_PROXIES": "nginx"})
