@@ -6,7 +6,9 @@
         await room.flush()
         print(room.state, room.rev)
 
-Reconnection is python-socketio's own (exponential backoff with jitter). After every
+Reconnection is python-socketio's own (exponential backoff with jitter); `on_status`
+listeners see `connecting`, `connected`, `offline` (not trying) and `error` (the server
+refused the connection), as in the browser client. After every
 reconnect each room is joined again, brought up to date with `sync`, and changes that were
 never acknowledged are sent again; one whose ack was lost is recognised by its id in the sync
 result and is not sent twice. docs/protocol.md describes the algorithm.
@@ -17,17 +19,20 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import socketio
 
-from kpk_io.change import JSON, CommittedChange
-from kpk_io.client_room import KpkError, Room, RoomLink
+from kpk_io.change import JSON, Change, CommittedChange
+from kpk_io.client_room import KpkError, Room, RoomChange, RoomLink
 from kpk_io.protocol import ErrorCode, Event
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KpkClient", "KpkError", "Room"]
+__all__ = ["Change", "KpkClient", "KpkError", "Room", "RoomChange", "Status"]
+
+Status = Literal["connecting", "connected", "offline", "error"]
+StatusListener = Callable[[Status, Exception | None], None]
 
 
 class KpkClient:
@@ -53,6 +58,8 @@ class KpkClient:
         # python-socketio sets `connected` only after the connect handler has run; rooms
         # resume from that handler, so the client keeps its own flag.
         self._live = False
+        self._status: Status = "offline"
+        self._status_listeners: list[StatusListener] = []
         self.sio = socketio.AsyncClient(
             reconnection=True,
             reconnection_delay=reconnection_delay,
@@ -61,19 +68,42 @@ class KpkClient:
         )
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on("connect_error", self._on_connect_error)
+        self.sio.on("__disconnect_final", self._on_given_up)
         self.sio.on(Event.UPDATE.value, self._on_update)
 
     @property
     def connected(self) -> bool:
         return self._live
 
+    @property
+    def status(self) -> Status:
+        """`connecting`, `connected`, `offline` (not trying) or `error` (refused)."""
+        return self._status
+
+    def on_status(self, listener: StatusListener) -> Callable[[], None]:
+        """Call `listener(status, error)` when the status changes; returns a function that
+        removes it."""
+        self._status_listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._status_listeners:
+                self._status_listeners.remove(listener)
+
+        return remove
+
     async def connect(self) -> None:
-        await self.sio.connect(
-            self.url,
-            auth=self._connect_auth,
-            transports=self._transports,
-            wait_timeout=self._timeout,
-        )
+        self._set_status("connecting")
+        try:
+            await self.sio.connect(
+                self.url,
+                auth=self._connect_auth,
+                transports=self._transports,
+                wait_timeout=self._timeout,
+            )
+        except socketio.exceptions.ConnectionError as exc:
+            self._set_status("error" if self._status == "error" else "offline", exc)
+            raise
 
     def _connect_auth(self) -> dict[str, Any]:
         """Asked again on every reconnect, so a callable `auth` can hand out fresh tokens.
@@ -92,6 +122,7 @@ class KpkClient:
             for room in self._rooms.values():
                 room.close()
             await self.sio.shutdown()
+            self._set_status("offline")
 
     async def __aenter__(self) -> "KpkClient":
         await self.connect()
@@ -149,13 +180,38 @@ class KpkClient:
         self._counter += 1
         return f"{self._id_prefix}-{self._counter}"
 
+    def _set_status(self, status: Status, error: Exception | None = None) -> None:
+        if status == self._status:
+            return
+        self._status = status
+        for listener in list(self._status_listeners):
+            try:
+                listener(status, error)
+            except Exception:  # one broken listener must not stop the client
+                log.exception("a status listener failed")
+
     async def _on_connect(self) -> None:
         self._live = True
+        self._set_status("connected")
         for room in list(self._rooms.values()):
             room.reconnected()
 
+    async def _on_connect_error(self, data: object = None) -> None:
+        # A dict comes from the server refusing the connection (CONNECT_ERROR); a string is
+        # a transport failure, after which python-socketio keeps trying.
+        if isinstance(data, dict):
+            detail = data.get("data")
+            code = detail.get("error") if isinstance(detail, dict) else None
+            message = str(data.get("message", "connection refused"))
+            self._set_status("error", KpkError(str(code or "refused"), message))
+
+    async def _on_given_up(self) -> None:
+        self._set_status("offline")
+
     async def _on_disconnect(self, reason: object = None) -> None:
         self._live = False
+        leaving = reason == self.sio.reason.CLIENT_DISCONNECT
+        self._set_status("offline" if leaving else "connecting")
         for future in list(self._pending):
             if not future.done():
                 future.set_exception(KpkError("disconnected", "connection lost"))

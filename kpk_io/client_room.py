@@ -9,7 +9,9 @@ changes wait in `pending` (merged) and go out one update at a time.
 import asyncio
 import copy
 import logging
+import random
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from kpk_io.change import JSON, Change, CommittedChange, State
@@ -17,7 +19,8 @@ from kpk_io.protocol import Event
 
 log = logging.getLogger(__name__)
 
-_RETRY_DELAY = 0.5
+_RETRY_DELAY = 0.5  # the first retry of a refused request; each next one waits twice as long
+_RETRY_DELAY_MAX = 5.0
 _GAP_WAIT = 1.0  # how long a missing rev may take to arrive before a sync
 # Failures after which the same change may still succeed; after any other it is dropped.
 _TRANSIENT = {"unavailable", "internal", "disconnected", "timeout", "not_joined"}
@@ -43,7 +46,37 @@ class RoomLink(Protocol):
     def next_change_id(self) -> str: ...
 
 
-Listener = Callable[["Room", CommittedChange], None]
+@dataclass(frozen=True)
+class RoomChange(CommittedChange):
+    """What `on_change` listeners receive: a change another member made, as committed.
+
+    `reset` is True when the server sent the whole state instead (it restarted empty, its
+    store went back in time, or this client was away longer than the room's history): then
+    `change` replaces every field, and `id` and `origin` are None.
+    """
+
+    reset: bool = False
+
+
+Listener = Callable[["Room", RoomChange], None]
+
+
+class Backoff:
+    """Delays between retries: doubling from `first` up to `cap`, each one drawn at random
+    from its upper half, so clients refused together do not all come back together."""
+
+    def __init__(self, first: float = _RETRY_DELAY, cap: float = _RETRY_DELAY_MAX) -> None:
+        self._first = first
+        self._cap = cap
+        self._attempt = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self._cap, self._first * 2 ** min(self._attempt, 32))
+        self._attempt += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self._attempt = 0
 
 
 class Room:
@@ -68,6 +101,7 @@ class Room:
         self._sender: asyncio.Task[None] | None = None
         self._resumer: asyncio.Task[None] | None = None
         self._syncing = asyncio.Lock()
+        self._send_backoff = Backoff()
         self.last_error: KpkError | None = None
 
     @property
@@ -85,9 +119,16 @@ class Room:
     def has_unsent(self) -> bool:
         return self._in_flight is not None or self._pending is not None
 
-    def on_change(self, listener: Listener) -> None:
-        """Call `listener(room, change)` for each change another member made."""
+    def on_change(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener(room, change)` for each change another member made and for each
+        whole state the server sent (`change.reset`); returns a function that removes it."""
         self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
 
     def set(self, field: str, value: JSON) -> None:
         self.update(Change({field: value}))
@@ -197,8 +238,8 @@ class Room:
                 mine = self._own.pop(following, None) is not None  # a sync replaying ours
                 committed.change.apply_to(self._confirmed)
                 self.tag = committed.tag
-                for listener in () if mine else self._listeners:
-                    listener(self, committed)
+                if not mine:
+                    self._notify(RoomChange(**vars(committed)))
             elif following in self._own:
                 change, self.tag = self._own.pop(following)
                 change.apply_to(self._confirmed)
@@ -215,7 +256,16 @@ class Room:
         self._confirmed, self.rev, self.tag = state, rev, tag
         self._own = {r: c for r, c in self._own.items() if r > rev}
         self._held = {r: c for r, c in self._held.items() if r > rev}
+        whole = Change(copy.deepcopy(state), replace=True)
+        self._notify(RoomChange(self.name, rev, whole, tag=tag, reset=True))
         self._advance()
+
+    def _notify(self, change: RoomChange) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(self, change)
+            except Exception:  # one broken listener must not stop the room
+                log.exception("room %r: a change listener failed", self.name)
 
     def _kick(self) -> None:
         if self._sender is None or self._sender.done():
@@ -237,6 +287,7 @@ class Room:
                 if not await self._refused(exc):
                     return
                 continue
+            self._send_backoff.reset()
             if self._in_flight is not None and self._in_flight[0] == change_id:
                 self._in_flight = None
                 self._acknowledged(int(ack["rev"]), change, _tag_of(ack))
@@ -259,23 +310,23 @@ class Room:
             return False
         # unavailable, internal or timeout: send the same change again, with the same id, so
         # if it was committed after all the server answers `duplicate` instead of applying it.
-        await asyncio.sleep(_RETRY_DELAY)
+        await asyncio.sleep(self._send_backoff.next_delay())
         return True
 
     def _spawn_resume(self, step: Callable[[], Awaitable[None]], *, restart: bool = False) -> None:
         """Run `step` (rejoin or sync) in the background, retrying while connected."""
 
         async def run() -> None:
-            delay = _RETRY_DELAY
+            backoff = Backoff()
             while not self._closed and self._link.connected:
                 try:
                     await step()
                     break
                 except KpkError as exc:
                     self.last_error = exc
-                    log.warning("room %r: %s; retrying", self.name, exc)
+                    delay = backoff.next_delay()
+                    log.warning("room %r: %s; retrying in %.1f s", self.name, exc, delay)
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
             self._kick()
 
         running = self._resumer is not None and not self._resumer.done()

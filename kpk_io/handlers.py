@@ -120,7 +120,9 @@ class Handlers:
             log.info("%s refused: %s %s", event, exc.code, exc.message)
             return exc.to_ack()
         except StoreUnavailable as exc:
-            log.error("%s failed, store unavailable: %s", event, exc)
+            # An outage, not a bug: clients retry with backoff, /readyz and the
+            # kpk_io_store_up gauge report it.
+            log.warning("%s refused, store unavailable: %s", event, exc)
             return _error(ErrorCode.UNAVAILABLE, "the store cannot be reached; nothing changed")
         except Exception:
             log.exception("%s failed", event)

@@ -1,0 +1,150 @@
+"""kpk_io.client's listeners: changes (with whole-state resets), removal, connection status,
+and how often it retries while the store is down."""
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import socketio
+from aiohttp import web
+
+from kpk_io.client import Change, KpkClient, KpkError, RoomChange, Status
+from kpk_io.client_room import Backoff
+from tests.conftest import StartKpk
+from tests.polling import eventually
+from tests.processes import KpkServer, RedisServer, free_port
+
+ROOM = "kpk/notes/acme/q1/events"
+
+
+async def test_a_server_that_lost_the_room_calls_listeners_with_a_reset(
+    start_kpk: StartKpk,
+) -> None:
+    server = start_kpk()  # in-memory: a restart forgets every room
+    async with KpkClient(server.url) as client:
+        room = await client.join(ROOM)
+        seen: list[RoomChange] = []
+        room.on_change(lambda room, change: seen.append(change))
+        await room.commit(Change({"title": "before"}))
+        server.kill()
+        await eventually(lambda: not client.connected)
+        server.start()
+        await eventually(lambda: seen, timeout=20, what="a reset")
+        assert seen == [RoomChange(ROOM, 0, Change({}, replace=True), reset=True)]
+        assert room.state == {} and room.rev == 0
+
+
+async def test_a_removed_listener_hears_nothing_more(redis_kpk: KpkServer) -> None:
+    async with KpkClient(redis_kpk.url) as one, KpkClient(redis_kpk.url) as two:
+        writer, reader = await one.join(ROOM), await two.join(ROOM)
+        kept: list[int] = []
+        removed: list[int] = []
+        reader.on_change(lambda room, change: kept.append(change.rev))
+        remove = reader.on_change(lambda room, change: removed.append(change.rev))
+        await writer.commit(Change({"n": 1}))
+        await eventually(lambda: kept == [1] and removed == [1])
+        remove()
+        remove()  # a second call is harmless
+        await writer.commit(Change({"n": 2}))
+        await eventually(lambda: kept == [1, 2])
+        assert removed == [1]
+
+
+async def test_status_follows_the_connection(start_kpk: StartKpk) -> None:
+    server = start_kpk()
+    client = KpkClient(server.url, reconnection_delay=0.2, reconnection_delay_max=0.5)
+    statuses: list[Status] = []
+    client.on_status(lambda status, error: statuses.append(status))
+    assert client.status == "offline"
+    await client.connect()
+    assert statuses == ["connecting", "connected"]
+    server.kill()
+    await eventually(lambda: statuses[-1] == "connecting", what="connecting again")
+    server.start()
+    await eventually(lambda: statuses[-1] == "connected", timeout=15, what="reconnected")
+    await client.close()
+    assert statuses == ["connecting", "connected", "connecting", "connected", "offline"]
+    assert client.status == "offline"
+
+
+@asynccontextmanager
+async def refusing_server() -> AsyncIterator[str]:
+    """A Socket.IO server that refuses every connection, as an auth check would."""
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+
+    async def connect(sid: str, environ: object, auth: object) -> None:
+        raise socketio.exceptions.ConnectionRefusedError(
+            "no token", {"error": "unauthorized"}
+        )
+
+    sio.on("connect", connect)
+    app = web.Application()
+    sio.attach(app)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_refused_connection_is_status_error() -> None:
+    async with refusing_server() as url:
+        client = KpkClient(url)
+        errors: list[tuple[Status, Exception | None]] = []
+        client.on_status(lambda status, error: errors.append((status, error)))
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await client.connect()
+        await client.close()
+    assert [status for status, _ in errors] == ["connecting", "error", "offline"]
+    refusal = errors[1][1]
+    assert isinstance(refusal, KpkError) and refusal.code == "unauthorized"
+    assert refusal.message == "no token"
+
+
+def test_backoff_doubles_with_jitter_up_to_a_cap() -> None:
+    backoff = Backoff(first=0.5, cap=5.0)
+    delays = [backoff.next_delay() for _ in range(8)]
+    for delay, ceiling in zip(delays, [0.5, 1, 2, 4, 5, 5, 5, 5], strict=True):
+        assert ceiling / 2 <= delay <= ceiling
+    runs = [[Backoff(0.5, 5.0).next_delay() for _ in range(3)] for _ in range(20)]
+    assert len({tuple(run) for run in runs}) == 20  # jittered: no two clients in step
+    backoff.reset()
+    assert backoff.next_delay() <= 0.5
+
+
+_REFUSAL = re.compile(r"^(\S+ \S+) WARNING .*update refused, store unavailable", re.M)
+
+
+async def test_updates_during_a_store_outage_back_off_and_log_warnings(
+    start_kpk: StartKpk, own_redis: RedisServer
+) -> None:
+    server = start_kpk("--redis-url", own_redis.url)
+    async with KpkClient(server.url) as client:
+        room = await client.join(ROOM)
+        own_redis.stop()
+        room.set("during", "the outage")
+        await eventually(lambda: len(_REFUSAL.findall(server.log())) >= 5, timeout=30,
+                         what="five refused attempts")
+        times = [datetime.strptime(t, "%Y-%m-%d %H:%M:%S,%f")
+                 for t in _REFUSAL.findall(server.log())]
+        # Fixed 0.5 s retries would make these five attempts within about 2.6 s; backing off
+        # from 0.5 s (jitter takes at most half) they span 0.25 + 0.5 + 1 + 2 s at least.
+        assert (times[4] - times[0]).total_seconds() >= 3.7
+        assert " ERROR kpk_io.handlers" not in server.log()  # an outage is not a bug
+        own_redis.start()
+        await room.flush(timeout=20)
+    assert room.state == {"during": "the outage"}
+
+
+def test_status_names_match_the_browser_client() -> None:
+    source = Path("web/kpk-io/client.js").read_text(encoding="utf-8")
+    declared = re.search(r'@typedef \{(.*)\} ConnectionStatus', source)
+    assert declared is not None
+    assert set(re.findall(r'"(\w+)"', declared.group(1))) == set(Status.__args__)  # type: ignore[attr-defined]
+
