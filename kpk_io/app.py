@@ -12,7 +12,7 @@ from kpk_io.hub import Hub
 from kpk_io.metrics import Metrics
 from kpk_io.pages import add_page_routes
 from kpk_io.server import build_server, drop_transport
-from kpk_io.store.base import StateStore, StoreUnavailable
+from kpk_io.store.base import SECONDS_PER_DAY, StateStore, StoreUnavailable
 from kpk_io.store.memory import MemoryStateStore
 from kpk_io.store.redis import RedisStateStore
 
@@ -31,9 +31,11 @@ def create_store(settings: Settings) -> StateStore:
             "no Redis configured: running on the embedded in-memory store; "
             "state lives in this process only and is lost when it exits"
         )
-        return MemoryStateStore(history=settings.history)
+        return MemoryStateStore(settings.history, history_bytes=settings.history_bytes,
+                                room_ttl=settings.room_ttl * SECONDS_PER_DAY)
     return RedisStateStore(settings.redis_url, prefix=settings.key_prefix,
-                           history=settings.history)
+                           history=settings.history, history_bytes=settings.history_bytes,
+                           room_ttl=settings.room_ttl * SECONDS_PER_DAY)
 
 
 def create_app(settings: Settings) -> web.Application:

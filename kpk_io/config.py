@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from kpk_io.store.base import DEFAULT_HISTORY
+from kpk_io.store.base import DEFAULT_HISTORY, DEFAULT_HISTORY_BYTES
 from kpk_io.store.redis import DEFAULT_PREFIX
 
 ENV_PREFIX = "KPK_IO_"
@@ -42,7 +42,7 @@ class Settings:
     shutdown_timeout: float = 10.0
     # Retention and history bounds (reliability).
     room_ttl: int = 0  # days without a change or a join before a room expires; 0 = never
-    history_bytes: int = 8 * 1024 * 1024
+    history_bytes: int = DEFAULT_HISTORY_BYTES
     # Identity: auth is on when a JWT key is set.
     jwt_secret: str | None = None
     jwt_public_key: str | None = None  # path of a PEM file (RS256 or ES256)

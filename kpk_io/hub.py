@@ -161,7 +161,7 @@ class Hub:
             await self._store.watch(lane.room)
             lane.watched = True
             lane.cursor = None
-        snapshot = await self._store.snapshot(lane.room)
+        snapshot = await self._store.snapshot(lane.room, renew=True)  # a join renews retention
         if lane.cursor is None:
             lane.cursor, lane.tag = snapshot.rev, snapshot.tag
         elif (snapshot.rev, snapshot.tag) != (lane.cursor, lane.tag):

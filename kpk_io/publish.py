@@ -18,7 +18,7 @@ every node like any other update (it has no origin, so no member is skipped). Th
 import asyncio
 import contextlib
 import threading
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from kpk_io.change import JSON, Snapshot
@@ -30,7 +30,14 @@ from kpk_io.protocol import (
     parse_room_request,
     parse_update,
 )
-from kpk_io.store.base import DEFAULT_HISTORY, Conflict, StateStore, StoreUnavailable
+from kpk_io.store.base import (
+    DEFAULT_HISTORY,
+    DEFAULT_HISTORY_BYTES,
+    SECONDS_PER_DAY,
+    Conflict,
+    StateStore,
+    StoreUnavailable,
+)
 from kpk_io.store.redis import DEFAULT_PREFIX, RedisStateStore
 
 __all__ = ["AsyncPublisher", "PublishError", "Publisher"]
@@ -43,8 +50,10 @@ T = TypeVar("T")
 
 
 class PublishError(Exception):
-    """A refused or failed publish; nothing changed. `code` is a protocol error code and
-    `rev` the room's current rev when the code is `conflict`."""
+    """A refused or failed publish. `code` is a protocol error code and `rev` the room's
+    current rev when the code is `conflict`. A refusal changed nothing; `unavailable` from
+    `update` or `delete` is an unknown outcome (Redis may have committed the change before
+    its reply was lost): call again with the same `change_id` to be sure it is applied once."""
 
     def __init__(self, code: ErrorCode, message: str, rev: int | None = None) -> None:
         super().__init__(f"{code}: {message}")
@@ -94,21 +103,31 @@ def _refusals() -> Iterator[None]:
     except ProtocolError as exc:
         raise PublishError(exc.code, exc.message) from None
     except StoreUnavailable as exc:
-        message = f"the store cannot be reached; nothing changed ({exc})"
+        message = f"the store did not answer; the change may or may not be committed ({exc})"
         raise PublishError(ErrorCode.UNAVAILABLE, message) from exc
 
 
 class AsyncPublisher:
     """Reads and changes rooms in the Redis the servers use.
 
-    `key_prefix` and `history` must match the servers' settings. Use one publisher in one
-    event loop (redis-py's connections belong to the loop that opened them).
+    `key_prefix`, `history`, `history_bytes` and `room_ttl` (in days) must match the servers'
+    settings: every commit trims the room's log and renews its retention by them. Use one
+    publisher in one event loop (redis-py's connections belong to the loop that opened them).
     """
 
     def __init__(
-        self, redis_url: str, *, key_prefix: str = DEFAULT_PREFIX, history: int = DEFAULT_HISTORY
+        self,
+        redis_url: str,
+        *,
+        key_prefix: str = DEFAULT_PREFIX,
+        history: int = DEFAULT_HISTORY,
+        history_bytes: int = DEFAULT_HISTORY_BYTES,
+        room_ttl: int = 0,
     ) -> None:
-        self._store = RedisStateStore(redis_url, prefix=key_prefix, history=history)
+        self._store = RedisStateStore(
+            redis_url, prefix=key_prefix, history=history, history_bytes=history_bytes,
+            room_ttl=room_ttl * SECONDS_PER_DAY,
+        )
 
     async def get(self, room: str) -> Snapshot:
         """The room's whole state and its rev."""
@@ -162,7 +181,13 @@ class Publisher:
     """
 
     def __init__(
-        self, redis_url: str, *, key_prefix: str = DEFAULT_PREFIX, history: int = DEFAULT_HISTORY
+        self,
+        redis_url: str,
+        *,
+        key_prefix: str = DEFAULT_PREFIX,
+        history: int = DEFAULT_HISTORY,
+        history_bytes: int = DEFAULT_HISTORY_BYTES,
+        room_ttl: int = 0,
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -170,7 +195,10 @@ class Publisher:
         )
         self._thread.start()
         self._closed = False
-        self._publisher = self._run(_open(redis_url, key_prefix, history))
+        self._publisher = self._run(_open(lambda: AsyncPublisher(
+            redis_url, key_prefix=key_prefix, history=history, history_bytes=history_bytes,
+            room_ttl=room_ttl,
+        )))
 
     def get(self, room: str) -> Snapshot:
         return self._run(self._publisher.get(room))
@@ -215,6 +243,6 @@ class Publisher:
         return asyncio.run_coroutine_threadsafe(call, self._loop).result()
 
 
-async def _open(redis_url: str, key_prefix: str, history: int) -> AsyncPublisher:
+async def _open(make: Callable[[], AsyncPublisher]) -> AsyncPublisher:
     # Made on the publisher's own loop, where its connections will be used.
-    return AsyncPublisher(redis_url, key_prefix=key_prefix, history=history)
+    return make()

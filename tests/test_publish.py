@@ -4,14 +4,17 @@ import asyncio
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aiohttp
 import pytest
+import redis.asyncio as aioredis
 
 from kpk_io.change import CommittedChange, Snapshot, State
 from kpk_io.client import KpkClient, Room
 from kpk_io.publish import AsyncPublisher, Publisher, PublishError
+from kpk_io.store.redis import _keys
 from tests.conftest import StartKpk
 from tests.processes import KpkServer, RedisServer
-from tests.sockets import untagged
+from tests.sockets import members, untagged
 
 JoinEverywhere = Callable[[str], Awaitable[list[tuple[Room, list[CommittedChange]]]]]
 
@@ -187,3 +190,46 @@ async def test_an_unreachable_redis_is_unavailable(own_redis: RedisServer) -> No
         return caught.value
 
     assert (await asyncio.to_thread(blocking)).code == "unavailable"
+
+
+async def test_every_commit_and_every_join_renews_the_room_ttl(
+    start_kpk: StartKpk, redis_server: RedisServer, key_prefix: str
+) -> None:
+    """KPK_IO_ROOM_TTL=1: the HTTP API, a socket update, a join and a publisher each set the
+    TTL of every key of the room to one day again (read from the real Redis)."""
+    day_ms = 86_400_000
+    env = {"KPK_IO_ROOM_TTL": "1", "KPK_IO_API_KEY": "k" * 32}
+    server = start_kpk("--redis-url", redis_server.url, "--key-prefix", key_prefix, env=env)
+    raw = aioredis.Redis.from_url(redis_server.url)
+    keys = _keys(key_prefix, "kept")
+
+    async def shortened() -> None:
+        for key in keys.stored:
+            await raw.pexpire(key, 60_000)
+
+    async def renewed() -> bool:
+        ttls = [await raw.pttl(key) for key in keys.stored]
+        return all(day_ms - 120_000 < ttl <= day_ms for ttl in ttls)
+
+    try:
+        async with aiohttp.ClientSession() as http:
+            url = f"{server.url}/api/rooms/kept"
+            headers = {"Authorization": f"Bearer {env['KPK_IO_API_KEY']}"}
+            async with http.patch(url, json={"set": {"a": 1}}, headers=headers) as response:
+                assert response.status == 200
+        assert await renewed()
+        async with members(server.url) as [member]:
+            await shortened()
+            await member.join("kept")
+            assert await renewed()
+            await shortened()
+            assert (await member.update("kept", set={"b": 2}))["ok"]
+            assert await renewed()
+        await shortened()
+        async with AsyncPublisher(
+            redis_server.url, key_prefix=key_prefix, room_ttl=1
+        ) as publisher:
+            await publisher.update("kept", {"c": 3})
+        assert await renewed()
+    finally:
+        await raw.aclose()

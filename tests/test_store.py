@@ -1,7 +1,9 @@
 """The StateStore contract, run against every implementation."""
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -44,6 +46,30 @@ async def store(
         made = RedisStateStore(redis_server.url, prefix=key_prefix, history=5)
     yield made
     await made.close()
+
+
+StoreFactory = Callable[..., StateStore]
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def new_store(
+    request: pytest.FixtureRequest, redis_server: RedisServer, key_prefix: str
+) -> AsyncIterator[StoreFactory]:
+    """Make stores of one kind with the options a test needs (history_bytes, room_ttl)."""
+    made: list[StateStore] = []
+
+    def make(**options: Any) -> StateStore:
+        store: StateStore
+        if request.param == "memory":
+            store = MemoryStateStore(**options)
+        else:
+            store = RedisStateStore(redis_server.url, prefix=key_prefix, **options)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        await store.close()
 
 
 async def commit(store: StateStore, change: Change, **kw: object) -> CommittedChange:
@@ -135,6 +161,59 @@ async def test_changes_since_in_order_until_history_runs_out(store: StateStore) 
     assert await store.changes_since(ROOM, 99) is None  # a rev from the future
 
 
+async def test_the_log_is_bounded_by_bytes_keeping_the_newest_entry(
+    new_store: StoreFactory,
+) -> None:
+    store = new_store(history=100, history_bytes=4096)
+    # Each entry is a little over 1000 bytes encoded: three fit in 4096 bytes, four do not.
+    for i in range(10):
+        await commit(store, Change({"v": f"{i}" * 1000}), change_id=f"c{i}")
+    kept = await store.changes_since(ROOM, 7)
+    assert kept is not None and [c.id for c in kept] == ["c7", "c8", "c9"]
+    assert await store.changes_since(ROOM, 6) is None  # older gaps get the whole state
+    assert await store.changes_since(ROOM, 1) is None
+    # One entry larger than the bound is still kept: the newest always is.
+    await commit(store, Change({"big": "x" * 5000}), change_id="big")
+    newest = await store.changes_since(ROOM, 10)
+    assert newest is not None and [c.id for c in newest] == ["big"]
+    assert await store.changes_since(ROOM, 9) is None
+    await commit(store, Change({"small": 1}), change_id="small")
+    after = await store.changes_since(ROOM, 11)
+    assert after is not None and [c.id for c in after] == ["small"]
+    assert await store.changes_since(ROOM, 10) is None  # the big one went to make room
+
+
+async def test_a_room_expires_after_its_ttl_without_commit_or_join(
+    new_store: StoreFactory,
+) -> None:
+    store = new_store(history=5, room_ttl=1.5)
+    await commit(store, Change({"a": 1}), dedupe_key="k1")
+    await commit(store, Change({"b": 2}))
+    renewed_until = time.monotonic() + 3.0  # twice the TTL, renewed by joins
+    while time.monotonic() < renewed_until:
+        assert (await store.snapshot(ROOM, renew=True)).rev == 2
+        await asyncio.sleep(0.2)
+    await commit(store, Change({"c": 3}))  # a commit renews it too
+    assert (await store.snapshot(ROOM)).rev == 3
+
+    async def rev() -> int:
+        return (await store.snapshot(ROOM)).rev  # a plain read does not renew
+
+    await eventually_async(rev, 0, timeout=15)
+    snapshot = await store.snapshot(ROOM)
+    assert (snapshot.rev, snapshot.state, snapshot.tag) == (0, {}, None)
+    assert await store.changes_since(ROOM, 0) == []
+    # Forgotten entirely, dedupe keys included: the room starts again at rev 1.
+    assert (await commit(store, Change({"a": 1}), dedupe_key="k1")).rev == 1
+
+
+async def test_rooms_are_kept_for_good_without_a_ttl(new_store: StoreFactory) -> None:
+    store = new_store(history=5)
+    await commit(store, Change({"a": 1}))
+    await asyncio.sleep(0.2)
+    assert (await store.snapshot(ROOM, renew=True)).rev == 1
+
+
 async def test_concurrent_writers_to_different_fields_lose_nothing(store: StateStore) -> None:
     async def writer(name: str) -> None:
         for i in range(20):
@@ -176,7 +255,7 @@ async def test_look_alike_rooms_are_distinct(store: StateStore) -> None:
 async def test_redis_keys_of_a_room_share_one_cluster_slot(key_prefix: str) -> None:
     for room in ["plain", "{braces}:colons", "}{", "ünï cödé 🎉", "a/b%2Fc"]:
         keys = _keys(key_prefix, room)
-        slots = {key_slot(k.encode()) for k in (keys.state, keys.rev, keys.log, keys.ids)}
+        slots = {key_slot(k.encode()) for k in [*keys.stored, keys.channel]}
         assert len(slots) == 1
     assert _keys(key_prefix, "a}b") != _keys(key_prefix, "a%7Db")
 
@@ -260,6 +339,63 @@ async def test_a_room_left_while_redis_was_away_is_not_subscribed_again(
 
         await eventually_async(subscribed, {_keys("kpk:", "keep").channel: 1,
                                             _keys("kpk:", "leave").channel: 0})
+    finally:
+        await raw.aclose()
+        await store.close()
+
+
+async def test_redis_commit_and_join_renew_the_ttl_of_every_key(
+    redis_server: RedisServer, key_prefix: str
+) -> None:
+    day_ms = 86_400_000
+    store = RedisStateStore(redis_server.url, prefix=key_prefix, room_ttl=day_ms / 1000)
+    raw = aioredis.Redis.from_url(redis_server.url)
+    keys = _keys(key_prefix, ROOM)
+
+    async def ttls() -> list[int]:
+        return [await raw.pttl(key) for key in keys.stored]
+
+    try:
+        await commit(store, Change({"a": 1}), dedupe_key="k")
+        assert all(day_ms - 60_000 < ttl <= day_ms for ttl in await ttls())
+        for key in keys.stored:
+            await raw.pexpire(key, 5_000)
+        await store.snapshot(ROOM)  # a plain read (sync, the HTTP API) renews nothing
+        assert all(ttl <= 5_000 for ttl in await ttls())
+        await store.snapshot(ROOM, renew=True)  # a join
+        assert all(day_ms - 60_000 < ttl <= day_ms for ttl in await ttls())
+        # Retention turned off later: the next commit keeps the room for good.
+        kept = RedisStateStore(redis_server.url, prefix=key_prefix)
+        try:
+            await commit(kept, Change({"b": 2}))
+        finally:
+            await kept.close()
+        assert await ttls() == [-1] * len(keys.stored)
+    finally:
+        await raw.aclose()
+        await store.close()
+
+
+async def test_redis_keeps_the_log_size_exact_and_counts_an_older_log_once(
+    redis_server: RedisServer, key_prefix: str
+) -> None:
+    store = RedisStateStore(redis_server.url, prefix=key_prefix, history_bytes=4096)
+    raw = aioredis.Redis.from_url(redis_server.url)
+    keys = _keys(key_prefix, ROOM)
+
+    async def sizes() -> tuple[int, int]:
+        entries = await raw.lrange(keys.log, 0, -1)
+        return int(await raw.get(keys.size) or -1), sum(len(entry) for entry in entries)
+
+    try:
+        for i in range(30):
+            await commit(store, Change({"v": "é" * (i * 37 % 900)}))
+            kept, actual = await sizes()
+            assert kept == actual <= 4096
+        await raw.delete(keys.size)  # a log written before the size was kept
+        await commit(store, Change({"v": "x" * 2000}))
+        kept, actual = await sizes()
+        assert kept == actual <= 4096
     finally:
         await raw.aclose()
         await store.close()

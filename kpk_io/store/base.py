@@ -7,6 +7,8 @@ from typing import Protocol
 from kpk_io.change import Change, CommittedChange, Snapshot
 
 DEFAULT_HISTORY = 1000
+DEFAULT_HISTORY_BYTES = 8 * 1024 * 1024
+SECONDS_PER_DAY = 86_400
 
 
 def new_tag() -> str:
@@ -39,7 +41,9 @@ def dedupe_window(history: int) -> int:
 
 
 class StoreUnavailable(Exception):
-    """The store could not be reached; the operation did not take effect."""
+    """The store could not be reached or did not answer in time. For a read nothing
+    happened; for a commit the outcome is unknown (the store may have applied it before its
+    reply was lost): send it again with the same dedupe key to find out."""
 
 
 @dataclass(frozen=True)
@@ -74,9 +78,10 @@ class ChangeListener(Protocol):
 class StateStore(Protocol):
     """Per-room JSON state with atomic revisioned commits and a feed of committed changes."""
 
-    async def snapshot(self, room: str) -> Snapshot:
+    async def snapshot(self, room: str, *, renew: bool = False) -> Snapshot:
         """The whole state, its rev and that rev's tag, read atomically. Stored fields that
-        are not valid JSON are logged and left out."""
+        are not valid JSON are logged and left out. With `renew` (a join), the room's
+        retention starts again, as on a commit."""
 
     async def commit(
         self,
@@ -96,7 +101,14 @@ class StateStore(Protocol):
         to the room within dedupe_window() revs changes nothing (Duplicate, with its rev), so a
         change sent again after a lost acknowledgement is applied once. `change_id` and
         `origin` (the sender's socket id) are kept with the change in the log and the feed.
-        Raises StoreUnavailable when the store cannot be reached.
+
+        The log keeps the newest `history` changes whose encoded size stays within
+        `history_bytes`, and never fewer than the newest one. With a retention (`room_ttl`),
+        a room with no commit and no renewing snapshot for that long is forgotten (rev 0,
+        empty state); a commit starts its time again.
+
+        Raises StoreUnavailable when the store cannot be reached or does not answer in time;
+        the change may then have been committed all the same.
         """
 
     async def changes_since(

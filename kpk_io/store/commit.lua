@@ -1,11 +1,16 @@
 -- Atomically commit one change to a room and publish it on the room's channel, so that
 -- commit order is broadcast order on every node.
--- KEYS: state hash, rev, log list, ids sorted set (recent change ids, scored by rev).
+-- KEYS: state hash, rev, log list, ids sorted set (recent change ids, scored by rev),
+--       log size (the log's total bytes).
 -- ARGV: base rev ('' for none), replace ('0'/'1'), history size, channel, message head,
 --       entry body, dedupe key, number of set fields, dedupe window (in revs), tag,
+--       history bytes, retention in ms ('0' for none),
 --       then field/value pairs (values are JSON text), then the fields to unset.
-local state, rev_key, log, ids = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local state, rev_key, log, ids, size = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local history = tonumber(ARGV[3])
+local history_bytes = tonumber(ARGV[11])
+local retention = tonumber(ARGV[12])
+local first_set = 13
 
 -- A dedupe key seen within the window was committed already (a retry after a lost reply,
 -- a client re-sending after a reconnect): report its rev and change nothing.
@@ -25,12 +30,12 @@ if ARGV[2] == '1' then
   redis.call('DEL', state)
 end
 local nset = tonumber(ARGV[8])
-local first_unset = 11 + 2 * nset
+local first_unset = first_set + 2 * nset
 -- unpack() has a stack limit, so large changes go in chunks.
 for i = first_unset, #ARGV, 1000 do
   redis.call('HDEL', state, unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
-for i = 11, first_unset - 1, 1000 do
+for i = first_set, first_unset - 1, 1000 do
   redis.call('HSET', state, unpack(ARGV, i, math.min(i + 999, first_unset - 1)))
 end
 
@@ -41,9 +46,41 @@ local last = redis.call('LINDEX', log, -1)
 local prev = last and string.match(last, '^{"rev":%d+,"tag":"(%w+)"') or ''
 local entry = '{"rev":' .. rev .. ',"tag":"' .. ARGV[10] .. '","prev":"' .. prev .. '",'
   .. ARGV[6]
-redis.call('RPUSH', log, entry)
-redis.call('LTRIM', log, -history, -1)
+local length = redis.call('RPUSH', log, entry)
+
+-- The log is bounded by count and by bytes, and always keeps the newest entry. Its byte
+-- total is kept beside it, so a commit costs what it trims, not a pass over the log.
+local bytes = tonumber(redis.call('GET', size))
+if bytes then
+  bytes = bytes + #entry
+else  -- a log written before its total was kept: count it once
+  bytes = 0
+  for _, kept in ipairs(redis.call('LRANGE', log, 0, -1)) do
+    bytes = bytes + #kept
+  end
+end
+while length > 1 and (length > history or bytes > history_bytes) do
+  bytes = bytes - #redis.call('LPOP', log)
+  length = length - 1
+end
+if length == 1 then
+  bytes = #entry  -- exact, whatever the kept total said
+end
+redis.call('SET', size, bytes)
+
 redis.call('ZADD', ids, rev, ARGV[7])
 redis.call('ZREMRANGEBYSCORE', ids, '-inf', rev - tonumber(ARGV[9]))
+
+-- Retention: a commit (like a join) starts the room's time to live again.
+if retention > 0 then
+  for _, key in ipairs(KEYS) do
+    redis.call('PEXPIRE', key, retention)
+  end
+elseif redis.call('PTTL', log) >= 0 then  -- retention was turned off: keep the room for good
+  for _, key in ipairs(KEYS) do
+    redis.call('PERSIST', key)
+  end
+end
+
 redis.call('PUBLISH', ARGV[4], ARGV[5] .. entry .. '}')
 return {1, rev}

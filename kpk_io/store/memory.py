@@ -1,12 +1,14 @@
 """In-process state store: the embedded default for one process, and the reference in tests."""
 
 import json
-from collections import deque
+import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from kpk_io.change import Change, CommittedChange, Snapshot, encode_json
 from kpk_io.store.base import (
     DEFAULT_HISTORY,
+    DEFAULT_HISTORY_BYTES,
     ChangeListener,
     Conflict,
     Duplicate,
@@ -22,21 +24,39 @@ class _Room:
     # Values are kept as JSON text, as Redis keeps them, so callers never share objects.
     fields: dict[str, str] = field(default_factory=dict)
     log: deque[CommittedChange] = field(default_factory=deque)
+    sizes: deque[int] = field(default_factory=deque)  # encoded bytes of each log entry
+    log_bytes: int = 0
     ids: dict[str, int] = field(default_factory=dict)  # dedupe key -> rev, oldest first
+    expires: float = float("inf")  # time.monotonic() at which the room is forgotten
 
 
 class MemoryStateStore:
     """StateStore kept in this process; lost when it exits."""
 
-    def __init__(self, history: int = DEFAULT_HISTORY) -> None:
+    def __init__(
+        self,
+        history: int = DEFAULT_HISTORY,
+        *,
+        history_bytes: int = DEFAULT_HISTORY_BYTES,
+        room_ttl: float = 0,
+    ) -> None:
+        """`room_ttl`: seconds without a commit or a join after which a room is forgotten;
+        0 keeps rooms for good."""
         self._history = history
+        self._history_bytes = history_bytes
+        self._ttl = room_ttl if room_ttl > 0 else float("inf")
         self._dedupe_window = dedupe_window(history)
-        self._rooms: dict[str, _Room] = {}
+        # Least recently renewed first, so expired rooms are found at the front.
+        self._rooms: OrderedDict[str, _Room] = OrderedDict()
         self._watched: set[str] = set()
         self._listener: ChangeListener | None = None
 
-    async def snapshot(self, room: str) -> Snapshot:
-        data = self._rooms.get(room) or _Room()
+    async def snapshot(self, room: str, *, renew: bool = False) -> Snapshot:
+        data = self._live(room)
+        if data is None:
+            return Snapshot(0, {})
+        if renew:
+            self._renew(room, data)
         state = {name: json.loads(text) for name, text in data.fields.items()}
         return Snapshot(data.rev, state, data.log[-1].tag if data.log else None)
 
@@ -50,7 +70,7 @@ class MemoryStateStore:
         dedupe_key: str | None = None,
         origin: str | None = None,
     ) -> CommittedChange | Conflict | Duplicate:
-        data = self._rooms.setdefault(room, _Room())
+        data = self._live(room) or _Room()  # stored once committed
         if dedupe_key is not None and dedupe_key in data.ids:
             rev = data.ids[dedupe_key]
             return Duplicate(rev, next((c.tag for c in data.log if c.rev == rev), None))
@@ -67,13 +87,12 @@ class MemoryStateStore:
         stored = Change(copied, change.unset, change.replace)
         prev = data.log[-1].tag if data.log else ""
         committed = CommittedChange(room, data.rev, stored, change_id, origin, new_tag(), prev)
-        data.log.append(committed)
-        while len(data.log) > self._history:
-            data.log.popleft()
+        self._append(data, committed)
         if dedupe_key is not None:
             data.ids[dedupe_key] = data.rev
         while data.ids and next(iter(data.ids.values())) <= data.rev - self._dedupe_window:
             del data.ids[next(iter(data.ids))]
+        self._renew(room, data)
         if room in self._watched and self._listener is not None:
             self._listener.on_change(committed)
         return committed
@@ -81,7 +100,7 @@ class MemoryStateStore:
     async def changes_since(
         self, room: str, since: int, tag: str | None = None
     ) -> list[CommittedChange] | None:
-        data = self._rooms.get(room) or _Room()
+        data = self._live(room) or _Room()
         if since > data.rev:
             return None
         return continuing([entry for entry in data.log if entry.rev >= since], since, tag,
@@ -101,3 +120,32 @@ class MemoryStateStore:
 
     async def close(self) -> None:
         self._watched.clear()
+
+    def _append(self, data: _Room, committed: CommittedChange) -> None:
+        """Add to the log, then trim it to `history` entries and `history_bytes`, keeping
+        the newest entry whatever its size."""
+        size = len(encode_json({**committed.to_wire(), "prev": committed.prev}).encode())
+        data.log.append(committed)
+        data.sizes.append(size)
+        data.log_bytes += size
+        while len(data.log) > 1 and (
+            len(data.log) > self._history or data.log_bytes > self._history_bytes
+        ):
+            data.log.popleft()
+            data.log_bytes -= data.sizes.popleft()
+
+    def _live(self, room: str) -> _Room | None:
+        """The room, unless it expired; expired rooms are dropped as they are found, the
+        least recently renewed first, so abandoned rooms do not stay in memory."""
+        now = time.monotonic()
+        while self._rooms:
+            oldest, data = next(iter(self._rooms.items()))
+            if data.expires > now:
+                break
+            del self._rooms[oldest]
+        return self._rooms.get(room)
+
+    def _renew(self, room: str, data: _Room) -> None:
+        data.expires = time.monotonic() + self._ttl
+        self._rooms[room] = data
+        self._rooms.move_to_end(room)

@@ -20,6 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from kpk_io.change import Change, CommittedChange, Snapshot, encode_json
 from kpk_io.store.base import (
     DEFAULT_HISTORY,
+    DEFAULT_HISTORY_BYTES,
     ChangeListener,
     Conflict,
     Duplicate,
@@ -44,7 +45,13 @@ class _RoomKeys:
     rev: str
     log: str
     ids: str
+    size: str  # the log's total bytes
     channel: str
+
+    @property
+    def stored(self) -> list[str]:
+        """Every key the room keeps in Redis (the channel is not one)."""
+        return [self.state, self.rev, self.log, self.ids, self.size]
 
 
 def _keys(prefix: str, room: str) -> _RoomKeys:
@@ -56,7 +63,8 @@ def _keys(prefix: str, room: str) -> _RoomKeys:
     """
     base = f"{prefix}{{{quote(room, safe='')}}}"
     return _RoomKeys(
-        f"{base}:state", f"{base}:rev", f"{base}:log", f"{base}:ids", f"{base}:feed"
+        f"{base}:state", f"{base}:rev", f"{base}:log", f"{base}:ids", f"{base}:size",
+        f"{base}:feed",
     )
 
 
@@ -72,10 +80,20 @@ class RedisStateStore:
     """
 
     def __init__(
-        self, url: str, *, prefix: str = DEFAULT_PREFIX, history: int = DEFAULT_HISTORY
+        self,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        history: int = DEFAULT_HISTORY,
+        history_bytes: int = DEFAULT_HISTORY_BYTES,
+        room_ttl: float = 0,
     ) -> None:
+        """`room_ttl`: seconds without a commit or a join after which a room's keys expire;
+        0 keeps rooms for good."""
         self._prefix = prefix
         self._history = history
+        self._history_bytes = history_bytes
+        self._ttl_ms = max(1, round(room_ttl * 1000)) if room_ttl > 0 else 0
         common: dict[str, Any] = {"socket_timeout": _TIMEOUT, "socket_connect_timeout": _TIMEOUT}
         self._redis = aioredis.Redis.from_url(url, **common)
         # A commit is retried by _commit_with_retries() itself, with a dedupe key that makes
@@ -87,7 +105,7 @@ class RedisStateStore:
         self._changes = self._redis.register_script(_script("changes_since.lua"))
         self._feed = RedisFeed(self._writer)
 
-    async def snapshot(self, room: str) -> Snapshot:
+    async def snapshot(self, room: str, *, renew: bool = False) -> Snapshot:
         keys = _keys(self._prefix, room)
 
         async def read() -> list[Any]:
@@ -95,9 +113,11 @@ class RedisStateStore:
                 pipe.get(keys.rev)
                 pipe.hgetall(keys.state)
                 pipe.lindex(keys.log, -1)
+                for key in keys.stored if renew and self._ttl_ms else ():
+                    pipe.pexpire(key, self._ttl_ms)
                 return await pipe.execute()
 
-        raw_rev, fields, raw_last = await _read_twice(read)
+        raw_rev, fields, raw_last, *_ = await _read_twice(read)
         state = {}
         for raw_name, raw_value in fields.items():
             try:
@@ -139,6 +159,8 @@ class RedisStateStore:
             len(encoded),
             dedupe_window(self._history),
             tag := new_tag(),
+            self._history_bytes,
+            self._ttl_ms,
         ]
         for name, text in encoded:
             args += [name, text]
@@ -155,9 +177,7 @@ class RedisStateStore:
     ) -> tuple[int, int, str]:
         for attempt in range(1, _COMMIT_ATTEMPTS + 1):
             try:
-                status, rev, *rest = await self._commit(
-                    keys=[keys.state, keys.rev, keys.log, keys.ids], args=args
-                )
+                status, rev, *rest = await self._commit(keys=keys.stored, args=args)
                 return int(status), int(rev), rest[0].decode() if rest else ""
             except RedisError as exc:
                 transient = isinstance(exc, RedisConnectionError | RedisTimeoutError)
