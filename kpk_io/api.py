@@ -51,10 +51,10 @@ def add_api_routes(
     app: web.Application, store: StateStore, settings: Settings, metrics: Metrics
 ) -> None:
     rooms = _RoomApi(store, metrics)
-    key = settings.api_key
-    app.router.add_get(ROOM_PATH, _endpoint(key, rooms.get))
-    app.router.add_patch(ROOM_PATH, _endpoint(key, rooms.patch, metrics))
-    app.router.add_delete(ROOM_PATH, _endpoint(key, rooms.delete, metrics))
+    guard = _Guard(settings.api_key, metrics)
+    app.router.add_get(ROOM_PATH, guard.endpoint("api_get", rooms.get))
+    app.router.add_patch(ROOM_PATH, guard.endpoint("api_patch", rooms.patch, update=True))
+    app.router.add_delete(ROOM_PATH, guard.endpoint("api_delete", rooms.delete, update=True))
 
 
 class _RoomApi:
@@ -86,24 +86,39 @@ class _RoomApi:
         return {"room": update.room, "rev": rev}
 
 
-def _endpoint(api_key: str | None, action: Action, metrics: Metrics | None = None) -> Endpoint:
-    """Guard `action` with the API key and turn its result or refusal into a response; with
-    `metrics`, count it as an update."""
+class _Guard:
+    """Wraps each action: the API key check, the response, and the metrics."""
 
-    async def endpoint(request: web.Request) -> web.Response:
-        if api_key is None:
+    def __init__(self, api_key: str | None, metrics: Metrics) -> None:
+        self._api_key = api_key
+        self._metrics = metrics
+
+    def endpoint(self, event: str, action: Action, *, update: bool = False) -> Endpoint:
+        """`action` behind the API key, counted as `event` (and as an update, with
+        `update`)."""
+
+        async def endpoint(request: web.Request) -> web.Response:
+            with self._metrics.request(event) as outcome:
+                response, ack = await self._respond(request, action, update)
+                outcome.of_ack(ack)
+            return response
+
+        return endpoint
+
+    async def _respond(
+        self, request: web.Request, action: Action, update: bool
+    ) -> tuple[web.Response, dict[str, JSON]]:
+        if self._api_key is None:
             message = "the HTTP API is off: configure an API key (KPK_IO_API_KEY) to use it"
-            return _error(404, API_DISABLED, message)
-        if not _authorized(request, api_key):
+            return _error(404, API_DISABLED, message), _refused(API_DISABLED)
+        if not _authorized(request, self._api_key):
             response = _error(401, UNAUTHORIZED, "send Authorization: Bearer <API key>")
             response.headers["WWW-Authenticate"] = 'Bearer realm="kpk-io"'
-            return response
-        response, outcome = await _answer(request, action)
-        if metrics is not None:
-            metrics.count_update(outcome)
-        return response
-
-    return endpoint
+            return response, _refused(UNAUTHORIZED)
+        response, ack = await _answer(request, action)
+        if update:
+            self._metrics.count_update(ack)
+        return response, ack
 
 
 async def _answer(request: web.Request, action: Action) -> tuple[web.Response, dict[str, JSON]]:

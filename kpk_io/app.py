@@ -1,7 +1,9 @@
 """create_app(settings): wires store, hub, Socket.IO server and HTTP routes into one app."""
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -23,6 +25,7 @@ METRICS = web.AppKey("metrics", Metrics)
 SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", Hub)
 HANDLERS = web.AppKey("handlers", Handlers)
+STORE_CHECK_SECONDS = 5.0
 
 
 def create_store(settings: Settings) -> StateStore:
@@ -64,9 +67,37 @@ def create_app(settings: Settings) -> web.Application:
     async def close(app: web.Application) -> None:
         await _close(hub, store)
 
+    app.cleanup_ctx.append(_store_checks)
     app.on_shutdown.append(drain)
     app.on_cleanup.append(close)
     return app
+
+
+async def _store_checks(app: web.Application) -> AsyncIterator[None]:
+    """Keep kpk_io_store_up current while the app runs."""
+    task = asyncio.create_task(_check_store_forever(app[STORE], app[METRICS]))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _check_store_forever(store: StateStore, metrics: Metrics) -> None:
+    while True:
+        await _check_store(store, metrics)
+        await asyncio.sleep(STORE_CHECK_SECONDS)
+
+
+async def _check_store(store: StateStore, metrics: Metrics) -> str | None:
+    """Ping the store and record the answer in kpk_io_store_up; the reason it is down, or
+    None while it is up."""
+    try:
+        await asyncio.wait_for(store.ping(), 2.0)
+    except (StoreUnavailable, TimeoutError) as exc:
+        metrics.store_up.set(0)
+        return str(exc) or "no answer in 2 s"
+    metrics.store_up.set(1)
+    return None
 
 
 async def _drain(handlers: Handlers, seconds: float) -> None:
@@ -87,10 +118,9 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    try:
-        await asyncio.wait_for(request.app[STORE].ping(), 2.0)
-    except (StoreUnavailable, TimeoutError) as exc:
-        return web.json_response({"status": "unavailable", "reason": str(exc)}, status=503)
+    reason = await _check_store(request.app[STORE], request.app[METRICS])
+    if reason is not None:
+        return web.json_response({"status": "unavailable", "reason": reason}, status=503)
     return web.json_response({"status": "ready"})
 
 

@@ -91,6 +91,12 @@ class Handlers:
     def _answering(self, event: str, body: Handler) -> Callable[..., Awaitable[Ack]]:
         @wraps(body)
         async def handler(sid: str, *args: object) -> Ack:
+            with self._metrics.request(event) as outcome:
+                ack = await answer(sid, *args)
+                outcome.of_ack(ack)
+            return ack
+
+        async def answer(sid: str, *args: object) -> Ack:
             connection = self._connections.get(sid)
             if self._draining:
                 return _error(ErrorCode.UNAVAILABLE, "the server is shutting down")
@@ -123,6 +129,7 @@ class Handlers:
             # An outage, not a bug: clients retry with backoff, /readyz and the
             # kpk_io_store_up gauge report it.
             log.warning("%s refused, store unavailable: %s", event, exc)
+            self._metrics.store_up.set(0)
             return _error(ErrorCode.UNAVAILABLE, "the store cannot be reached; nothing changed")
         except Exception:
             log.exception("%s failed", event)

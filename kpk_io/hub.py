@@ -62,6 +62,7 @@ class Hub:
         self._lanes: dict[str, _Lane] = {}
         self._rooms_of: dict[str, set[str]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self.catch_ups = 0  # rooms caught up from the log (a metric)
         store.set_listener(self)
 
     @property
@@ -186,6 +187,7 @@ class Hub:
     async def _catch_up(self, lane: _Lane) -> None:
         if lane.cursor is None or not lane.members:
             return
+        self.catch_ups += 1
         try:
             await self._fill(lane, None)
         except StoreUnavailable as exc:

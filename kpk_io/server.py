@@ -8,7 +8,7 @@ from kpk_io.change import CommittedChange
 from kpk_io.config import Settings
 from kpk_io.handlers import Handlers
 from kpk_io.hub import Hub
-from kpk_io.metrics import Metrics
+from kpk_io.metrics import SLOW_CONSUMER_PACKETS, Metrics
 from kpk_io.protocol import Event
 from kpk_io.rooms import sio_room
 from kpk_io.store.base import StateStore
@@ -60,6 +60,15 @@ async def drop_transport(sio: socketio.AsyncServer, eio_sid: str) -> None:
         socket.queue.put_nowait(None)
 
 
+def slow_consumers(sio: socketio.AsyncServer) -> int:
+    """Connections whose outbound Engine.IO queue holds more than SLOW_CONSUMER_PACKETS
+    packets: they read slower than their rooms change (or stopped reading)."""
+    return sum(
+        1 for socket in list(sio.eio.sockets.values())
+        if socket.queue.qsize() > SLOW_CONSUMER_PACKETS
+    )
+
+
 def build_server(
     settings: Settings, store: StateStore, metrics: Metrics
 ) -> tuple[socketio.AsyncServer, Hub, Handlers]:
@@ -74,6 +83,8 @@ def build_server(
     )
     hub = Hub(store, SocketMembers(sio, metrics))
     metrics.track_rooms(lambda: hub.room_count)
+    metrics.track_gaps_filled(lambda: hub.catch_ups)
+    metrics.track_slow_consumers(lambda: slow_consumers(sio))
     handlers = Handlers(store, hub, metrics, settings.max_rooms)
     sio.on("connect", handlers.connect)
     sio.on("disconnect", handlers.disconnect)
