@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from kpk_io.api import add_api_routes
-from kpk_io.config import Settings
+from kpk_io.config import Settings, redact_url
 from kpk_io.handlers import Handlers
 from kpk_io.hub import Hub
 from kpk_io.metrics import Metrics
@@ -30,10 +30,6 @@ STORE_CHECK_SECONDS = 5.0
 
 def create_store(settings: Settings) -> StateStore:
     if settings.redis_url is None:
-        log.warning(
-            "no Redis configured: running on the embedded in-memory store; "
-            "state lives in this process only and is lost when it exits"
-        )
         return MemoryStateStore(settings.history, history_bytes=settings.history_bytes,
                                 room_ttl=settings.room_ttl * SECONDS_PER_DAY)
     return RedisStateStore(settings.redis_url, prefix=settings.key_prefix,
@@ -106,6 +102,24 @@ async def _drain(handlers: Handlers, seconds: float) -> None:
             await handlers.drain()
     except TimeoutError:
         log.warning("shut down before every running request was answered")
+
+
+async def report_store(app: web.Application) -> None:
+    """Say which store this node runs on. A Redis that is down is no reason not to start (it
+    may come up after us), but the node is not ready, and /readyz answers 503, until it is."""
+    url = app[SETTINGS].redis_url
+    if url is None:
+        log.warning(
+            "no Redis configured: running on the embedded in-memory store; "
+            "state lives in this process only and is lost when it exits"
+        )
+        return
+    reason = await _check_store(app[STORE], app[METRICS])
+    if reason is not None:
+        log.warning(
+            "Redis at %s cannot be reached (%s): not ready (GET /readyz answers 503) "
+            "until it can", redact_url(url), reason,
+        )
 
 
 async def _close(hub: Hub, store: StateStore) -> None:

@@ -1,19 +1,15 @@
 """The `kpk-io` command: parses arguments and delegates."""
 
 import argparse
-import logging
+import asyncio
 import os
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
 from kpk_io import __version__
-from kpk_io.app import create_app
 from kpk_io.config import HELP, SWITCHES, ConfigError, Settings, load_settings
 from kpk_io.logs import configure_logging
-
-log = logging.getLogger("kpk_io")
+from kpk_io.service import ListenError, run
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,12 +38,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_json)
-    log.info("kpk-io %s listening on http://%s:%d", __version__, settings.host, settings.port)
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=settings.shutdown_timeout,
-        print=None,
-        access_log=None,
-    )
+    try:
+        asyncio.run(run(settings))
+    except (ConfigError, ListenError) as exc:
+        sys.exit(f"kpk-io: bad setting: {exc}")

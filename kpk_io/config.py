@@ -123,9 +123,29 @@ def _bool(value: object) -> bool:
 
 def _redis_url(value: object) -> str | None:
     url = _optional_text(value)
-    if url is not None and urlsplit(url).scheme not in _REDIS_SCHEMES:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in _REDIS_SCHEMES:
         raise ValueError(f"expected a URL with scheme {', '.join(sorted(_REDIS_SCHEMES))}")
+    try:
+        parts.port  # noqa: B018 (parsed on access: raises for a port that is no number)
+    except ValueError:
+        raise ValueError("the port is not a number from 0 to 65535") from None
+    database = parts.path.lstrip("/")
+    if parts.scheme != "unix" and database and not database.isdigit():
+        raise ValueError("the database (the path) must be a number, as in /0")
     return url
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password, if it has one, replaced by ***: fit for a log line."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
 def _key_prefix(value: object) -> str:
@@ -254,6 +274,9 @@ HELP: dict[str, str] = {
     "admin_password": "Socket.IO Admin UI password (prefer the variable)",
 }
 
+# Settings whose values an error message must not repeat.
+_SECRETS = frozenset({"api_key", "jwt_secret", "admin_password"})
+
 # Settings given on the command line as switches (no value).
 SWITCHES = frozenset({"log_json", "access_log"})
 
@@ -278,9 +301,19 @@ def load_settings(
                 try:
                     values[field.name] = _PARSERS[field.name](raw)
                 except ValueError as exc:
-                    raise ConfigError(f"{label(field.name)}: {exc}; got {raw!r}") from None
+                    shown = _shown(field.name, raw)
+                    raise ConfigError(f"{label(field.name)}: {exc}; got {shown}") from None
                 break
     return Settings(**values)
+
+
+def _shown(name: str, raw: object) -> str:
+    """How a bad value appears in the error: secrets never, a Redis URL without password."""
+    if name in _SECRETS:
+        return "(a secret, not shown)"
+    if name == "redis_url" and isinstance(raw, str):
+        return repr(redact_url(raw))
+    return repr(raw)
 
 
 def environ_settings(environ: Mapping[str, str]) -> dict[str, object]:

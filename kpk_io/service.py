@@ -1,0 +1,97 @@
+"""One `kpk-io serve` process from start to exit: bind, say where, wait for a signal, drain.
+
+"listening" is logged only once the socket is bound, so whoever waits for that line (a
+person, a test, an orchestrator's log check) can connect at once. An address that cannot be
+bound is a `ListenError` naming the setting, which the command prints as one line.
+"""
+
+import asyncio
+import errno
+import logging
+import os
+import signal
+import socket
+
+from aiohttp import web
+
+from kpk_io import __version__
+from kpk_io.app import create_app, report_store
+from kpk_io.config import Settings
+
+log = logging.getLogger("kpk_io")
+access_log = logging.getLogger("kpk_io.access")
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# The remote address, the request line, status, bytes, seconds taken and the browser.
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf "%{User-Agent}i"'
+
+
+class ListenError(Exception):
+    """The address in the settings cannot be listened on; the message names the setting."""
+
+
+async def run(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT, then drain as create_app's shutdown hooks say."""
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[signal.Signals] = loop.create_future()
+    for sig in _STOP_SIGNALS:
+        # From before the port is bound (a signal as soon as /healthz answers must drain,
+        # not kill) to the end (a second signal while draining changes nothing).
+        loop.add_signal_handler(sig, _settle, stop, sig)
+    try:
+        app = create_app(settings)
+        runner = web.AppRunner(
+            app,
+            access_log=access_log if settings.access_log else None,
+            access_log_format=ACCESS_LOG_FORMAT,
+            shutdown_timeout=settings.shutdown_timeout,
+        )
+        await runner.setup()
+        try:
+            await _listen(runner, settings)
+        except ListenError:
+            await runner.cleanup()
+            raise
+        await report_store(app)
+        await _drain_on(await stop, runner, settings)
+    finally:
+        for sig in _STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
+async def _drain_on(received: signal.Signals, runner: web.AppRunner, settings: Settings) -> None:
+    log.info(
+        "%s: stopped accepting connections; draining running requests (up to %g s)",
+        received.name, settings.shutdown_timeout,
+    )
+    await runner.cleanup()
+    log.info("drained; exiting")
+
+
+async def _listen(runner: web.AppRunner, settings: Settings) -> None:
+    site = web.TCPSite(runner, settings.host, settings.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        raise ListenError(_listen_failure(settings, exc)) from None
+    host, port = runner.addresses[0][:2]
+    shown = f"[{host}]" if ":" in host else host
+    log.info("kpk-io %s listening on http://%s:%d", __version__, shown, port)
+
+
+def _listen_failure(settings: Settings, exc: OSError) -> str:
+    where = f"{settings.host}:{settings.port}"
+    # asyncio's strerror repeats the address; the errno's own text is enough.
+    reason = exc.strerror if isinstance(exc, socket.gaierror) else os.strerror(exc.errno or 0)
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        return f"host: cannot listen on {where}: {settings.host!r} is no address here ({reason})"
+    if exc.errno == errno.EADDRINUSE:
+        return f"port: cannot listen on {where}: port {settings.port} is in use"
+    if exc.errno == errno.EACCES:
+        return f"port: cannot listen on {where}: port {settings.port} is not allowed ({reason})"
+    return f"host, port: cannot listen on {where} ({reason})"
+
+
+def _settle(future: "asyncio.Future[signal.Signals]", sig: signal.Signals) -> None:
+    if not future.done():
+        future.set_result(sig)
