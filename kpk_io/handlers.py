@@ -34,6 +34,14 @@ from kpk_io.store.base import Conflict, Duplicate, StateStore, StoreUnavailable
 log = logging.getLogger(__name__)
 
 Ack = dict[str, JSON]
+# A store that does not answer may still have run the commit (its reply, not the command,
+# was lost: a stalled Redis runs the queued script once it resumes), so an update's outcome
+# is unknown and only a re-send with the same id settles it.
+_UNREACHABLE = {
+    "": "the store cannot be reached",
+    "update": "the store did not answer: the update may or may not have been committed; "
+    "send it again with the same id (a duplicate is answered, not applied)",
+}
 Handler = Callable[[str, object], Awaitable[Ack]]
 
 
@@ -130,7 +138,7 @@ class Handlers:
             # kpk_io_store_up gauge report it.
             log.warning("%s refused, store unavailable: %s", event, exc)
             self._metrics.store_up.set(0)
-            return _error(ErrorCode.UNAVAILABLE, "the store cannot be reached; nothing changed")
+            return _error(ErrorCode.UNAVAILABLE, _UNREACHABLE.get(event, _UNREACHABLE[""]))
         except Exception:
             log.exception("%s failed", event)
             return _error(ErrorCode.INTERNAL, "internal error")

@@ -36,7 +36,8 @@ class ErrorCode(StrEnum):
 
 
 class ProtocolError(Exception):
-    """A refused request: nothing changed. `extra` adds fields to the ack (e.g. rev)."""
+    """A refused request: nothing changed, except after `unavailable` for an update, whose
+    outcome is unknown. `extra` adds fields to the ack (e.g. rev)."""
 
     def __init__(self, code: ErrorCode, message: str, **extra: JSON) -> None:
         super().__init__(message)

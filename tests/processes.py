@@ -64,6 +64,17 @@ class RedisServer:
     def kill(self) -> None:
         self._signal(signal.SIGKILL)
 
+    def pause(self) -> None:
+        """SIGSTOP: Redis keeps its connections and accepts new ones but answers nothing,
+        as a Redis stalled by a slow disk or a long fork does."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: Redis runs what was sent to it while stopped."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     def _signal(self, sig: int) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(sig)

@@ -1,11 +1,13 @@
 """Failures: the store going away or back in time, handlers failing, connections leaking."""
 
 import shutil
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from kpk_io import app as kpk_app
@@ -15,8 +17,9 @@ from kpk_io.config import Settings
 from kpk_io.publish import AsyncPublisher
 from kpk_io.store.base import Conflict, Duplicate
 from kpk_io.store.memory import MemoryStateStore
+from kpk_io.store.redis import RedisStateStore, _keys
 from tests.conftest import StartKpk
-from tests.polling import eventually
+from tests.polling import eventually, eventually_async
 from tests.processes import RedisServer, free_port
 from tests.sockets import members
 
@@ -39,6 +42,74 @@ async def test_unavailable_store_refuses_and_commits_nothing(
         assert (await a.join(ROOM))["state"] == {"v": 1}
         assert (await a.update(ROOM, set={"v": 3}))["rev"] == 2
         assert [u["set"] for u in await b.wait_updates(ROOM, 2)] == [{"v": 1}, {"v": 3}]
+
+
+async def test_an_update_answered_unavailable_in_a_redis_stall_may_be_committed(
+    start_kpk: StartKpk, own_redis: RedisServer
+) -> None:
+    """Why `unavailable` is an unknown outcome: the server gives up on a stopped Redis within
+    seconds, Redis runs the queued commit once it resumes, and a re-send with the same id is
+    answered `duplicate` rather than applied again."""
+    kpk = start_kpk("--redis-url", own_redis.url)
+    raw = aioredis.Redis.from_url(own_redis.url)
+    try:
+        async with members(kpk.url, kpk.url) as [writer, watcher]:
+            await writer.join(ROOM)
+            await watcher.join(ROOM)
+            # A commit first, so the stalled one goes out on an open connection to Redis.
+            assert (await writer.update(ROOM, set={"v": 0}, id="first"))["rev"] == 1
+            own_redis.pause()
+            try:
+                started = time.monotonic()
+                body = {"room": ROOM, "set": {"v": 1}, "id": "stalled"}
+                ack = await writer.call("update", body, timeout=30)
+                assert (ack["ok"], ack["error"]) == (False, "unavailable")
+                assert time.monotonic() - started < 9  # before a client's 10 s timeout
+            finally:
+                own_redis.resume()
+            # Redis runs the commit it was sent before it stopped.
+            await eventually_async(lambda: raw.get(_keys("kpk:", ROOM).rev), b"2")
+            again = await writer.update(ROOM, set={"v": 1}, id="stalled")
+            assert (again["ok"], again["rev"], again.get("duplicate")) == (True, 2, True)
+            assert (await writer.update(ROOM, set={"v": 2}, id="next"))["rev"] == 3
+            updates = await watcher.wait_updates(ROOM, 3)
+            assert [(u["rev"], u["id"]) for u in updates] == [
+                (1, "first"), (2, "stalled"), (3, "next")
+            ]
+    finally:
+        await raw.aclose()
+
+
+async def test_the_python_client_applies_a_change_once_across_a_redis_stall(
+    start_kpk: StartKpk, own_redis: RedisServer
+) -> None:
+    kpk = start_kpk("--redis-url", own_redis.url)
+    store = RedisStateStore(own_redis.url)
+    try:
+        async with KpkClient(kpk.url) as client, members(kpk.url) as [watcher]:
+            room = await client.join(ROOM)
+            await watcher.join(ROOM)
+            room.set("before", 1)
+            await room.flush()
+            own_redis.pause()
+            try:
+                room.set("during", 2)
+                await eventually(
+                    lambda: room.last_error is not None and room.last_error.code == "unavailable",
+                    timeout=30, what="the update to be answered unavailable",
+                )
+            finally:
+                own_redis.resume()
+            await room.flush(timeout=30)
+            stored = await store.snapshot(ROOM)
+            assert (stored.rev, stored.state) == (2, {"before": 1, "during": 2})
+            assert (room.rev, room.state, room.tag) == (stored.rev, stored.state, stored.tag)
+            logged = await store.changes_since(ROOM, 0)
+            assert logged is not None and len(logged) == 2  # applied exactly once
+            updates = await watcher.wait_updates(ROOM, 2)
+            assert [u["rev"] for u in updates] == [1, 2]
+    finally:
+        await store.close()
 
 
 class ExplodingStore(MemoryStateStore):
