@@ -1,4 +1,12 @@
 # kpk-io server image. Build: docker build -t kpk-io .   Run: see docker-compose.yml.
+# Two stages: the first builds the wheel (the package with the browser files inside, as
+# package data), the second installs that wheel, so the image runs what `pip install` gives a
+# user, not a source tree.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY . .
+RUN pip wheel --no-cache-dir --disable-pip-version-check --no-deps -w /dist .
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -6,19 +14,21 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-WORKDIR /app
-
 # Dependencies in a layer of their own, rebuilt only when pyproject.toml changes.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+COPY pyproject.toml /tmp/pyproject.toml
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+    && rm /tmp/requirements.txt /tmp/pyproject.toml
 
-COPY . .
-# Editable, so the package is /app/kpk_io and finds the browser files in /app/web beside it.
-RUN pip install --no-deps -e . \
+COPY --from=build /dist/ /tmp/dist/
+RUN pip install --no-deps /tmp/dist/*.whl \
+    && rm -r /tmp/dist \
     && useradd --system --uid 10001 --no-create-home kpk
+
+# The settings file (compose mounts its own copy over it).
+WORKDIR /app
+COPY config/kpk-io.toml /app/config/kpk-io.toml
 
 USER kpk
 ENV KPK_IO_CONFIG=/app/config/kpk-io.toml

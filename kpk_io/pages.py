@@ -1,4 +1,5 @@
-"""The browser client, the demo and the index page, served from web/ in the source tree.
+"""The browser client, the demo and the index page: package data (kpk_io.web, which is web/
+of the source tree), served from wherever the package is installed.
 
     /                                      index page, linking to the demo
     /kpk-io/<file>.js                      the browser client (ES modules) and, beside it,
@@ -8,13 +9,24 @@
 """
 
 from collections.abc import Awaitable, Callable
+from importlib.util import find_spec
 from pathlib import Path
 
 from aiohttp import web
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+def _web_dir() -> Path:
+    """kpk_io/web of an installed wheel or, in a checkout (and an editable install, which
+    maps kpk_io.web but cannot import a folder without __init__.py), web/ beside kpk_io/."""
+    spec = find_spec("kpk_io.web")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parent.parent / "web"
+
+
+WEB_DIR = _web_dir()
 CLIENT_DIR = WEB_DIR / "kpk-io"
 DEMO_DIR = WEB_DIR / "demo"
 DEMO_ROUTE = "/demo/notes/{org}/{project}/{page}"
