@@ -57,7 +57,7 @@ async def server_figures(url: str, commits: int) -> None:
 async def run(commits: int, concurrency: int) -> None:
     redis = RedisServer()
     redis.start()
-    server = KpkServer("--redis-url", redis.url, "--log-level", "warning")
+    server = KpkServer("--redis-url", redis.url, "--log-level", "warning", "--rate-limit", "0")
     try:
         await store_figures("memory", MemoryStateStore(), commits, concurrency)
         store = RedisStateStore(redis.url, prefix="bench:")

@@ -22,7 +22,8 @@ ROOM = "bench/fanout"
 async def run(updates: int, listeners_per_node: int) -> None:
     redis = RedisServer()
     redis.start()
-    nodes = [KpkServer("--redis-url", redis.url, "--log-level", "warning") for _ in range(3)]
+    nodes = [KpkServer("--redis-url", redis.url, "--log-level", "warning", "--rate-limit", "0")
+             for _ in range(3)]
     try:
         for node in nodes:
             node.start()

@@ -20,12 +20,22 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from kpk_io.address import TrustedProxies
 from kpk_io.change import JSON
 from kpk_io.config import Settings
+from kpk_io.limits import Limits
 from kpk_io.logs import bind_request
 from kpk_io.metrics import Metrics
 from kpk_io.protocol import ErrorCode, UpdateRequest
-from kpk_io.publish import PublishError, clear_request, commit_change, parse_change, read_room
+from kpk_io.publish import (
+    PublishError,
+    clear_request,
+    commit_change,
+    parse_change,
+    read_room,
+    take,
+)
+from kpk_io.rate import KeyedBuckets
 from kpk_io.rooms import decode_uri_component
 from kpk_io.store.base import StateStore
 
@@ -40,6 +50,8 @@ _STATUS = {
     ErrorCode.INVALID_ROOM: 400,
     ErrorCode.INVALID_UPDATE: 400,
     ErrorCode.CONFLICT: 409,
+    ErrorCode.TOO_LARGE: 413,
+    ErrorCode.RATE_LIMITED: 429,
     ErrorCode.UNAVAILABLE: 503,
 }
 
@@ -50,7 +62,7 @@ Endpoint = Callable[[web.Request], Awaitable[web.Response]]
 def add_api_routes(
     app: web.Application, store: StateStore, settings: Settings, metrics: Metrics
 ) -> None:
-    rooms = _RoomApi(store, metrics)
+    rooms = _RoomApi(store, metrics, settings)
     guard = _Guard(settings.api_key, metrics)
     app.router.add_get(ROOM_PATH, guard.endpoint("api_get", rooms.get))
     app.router.add_patch(ROOM_PATH, guard.endpoint("api_patch", rooms.patch, update=True))
@@ -58,24 +70,38 @@ def add_api_routes(
 
 
 class _RoomApi:
-    def __init__(self, store: StateStore, metrics: Metrics) -> None:
+    """The endpoints' actions. Rates are counted per client address, in buckets like a
+    connection's: changes take from the updates bucket, reads from the requests bucket."""
+
+    def __init__(self, store: StateStore, metrics: Metrics, settings: Settings) -> None:
         self._store = store
         self._metrics = metrics
+        self._limits = Limits.from_settings(settings)
+        self._proxies = TrustedProxies(settings.trusted_proxies)
+        self._updates = KeyedBuckets(self._limits.updates)
+        self._reads = KeyedBuckets(self._limits.requests)
 
     async def get(self, request: web.Request, room: str) -> dict[str, JSON]:
+        self._take(self._reads, request)
         snapshot = await read_room(self._store, room)
         return {"room": room, "rev": snapshot.rev, "state": snapshot.state}
 
     async def patch(self, request: web.Request, room: str) -> dict[str, JSON]:
+        self._take(self._updates, request)
         body = await _json_body(request)
         if not isinstance(body, dict):
             raise PublishError(ErrorCode.INVALID_REQUEST, "the body must be a JSON object")
         if body.get("room", room) != room:
             raise PublishError(ErrorCode.INVALID_REQUEST, "the room is given by the path")
-        return await self._commit(parse_change({**body, "room": room}))
+        return await self._commit(parse_change({**body, "room": room}, self._limits))
 
     async def delete(self, request: web.Request, room: str) -> dict[str, JSON]:
+        self._take(self._updates, request)
         return await self._commit(clear_request(room))
+
+    def _take(self, buckets: KeyedBuckets, request: web.Request) -> None:
+        forwarded = request.headers.get("X-Forwarded-For")
+        take(buckets.bucket(self._proxies.client_address(request.remote, forwarded)))
 
     async def _commit(self, update: UpdateRequest) -> dict[str, JSON]:
         started = time.perf_counter()
@@ -129,11 +155,9 @@ async def _answer(request: web.Request, action: Action) -> tuple[web.Response, d
             return web.json_response(await action(request, room)), {"ok": True}
     except PublishError as exc:
         log.info("%s %s refused: %s %s", request.method, request.path, exc.code, exc.message)
-        extra: dict[str, JSON] = {} if exc.rev is None else {"rev": exc.rev}
-        status = _STATUS.get(exc.code, 500)
-        return _error(status, exc.code, exc.message, **extra), _refused(exc.code)
+        return _refusal(exc), _refused(exc.code)
     except web.HTTPRequestEntityTooLarge:
-        code, limit = ErrorCode.INVALID_REQUEST, request.client_max_size
+        code, limit = ErrorCode.TOO_LARGE, request.client_max_size
         return _error(413, code, f"the body is larger than {limit} bytes"), _refused(code)
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
@@ -164,8 +188,22 @@ def _room_of(request: web.Request) -> str:
 async def _json_body(request: web.Request) -> object:
     try:
         return json.loads(await request.read())
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+    # JSONDecodeError, UnicodeDecodeError, and nesting past the decoder's recursion limit.
+    # (NaN and Infinity are read, and refused by the update's own checks.)
+    except (ValueError, RecursionError):
         raise PublishError(ErrorCode.INVALID_REQUEST, "the body must be JSON") from None
+
+
+def _refusal(exc: PublishError) -> web.Response:
+    extra: dict[str, JSON] = {}
+    if exc.rev is not None:
+        extra["rev"] = exc.rev
+    if exc.retry_after is not None:
+        extra["retry_after"] = exc.retry_after
+    response = _error(_STATUS.get(exc.code, 500), exc.code, exc.message, **extra)
+    if exc.retry_after is not None:  # whole seconds, rounded up
+        response.headers["Retry-After"] = str(-(-exc.retry_after // 1000))
+    return response
 
 
 def _refused(code: str) -> dict[str, JSON]:

@@ -11,6 +11,7 @@ from kpk_io.api import add_api_routes
 from kpk_io.config import Settings, redact_url
 from kpk_io.handlers import Handlers
 from kpk_io.hub import Hub
+from kpk_io.limits import Limits
 from kpk_io.metrics import Metrics
 from kpk_io.pages import add_page_routes
 from kpk_io.server import build_server, drop_transport
@@ -31,14 +32,17 @@ STORE_CHECK_SECONDS = 5.0
 def create_store(settings: Settings) -> StateStore:
     if settings.redis_url is None:
         return MemoryStateStore(settings.history, history_bytes=settings.history_bytes,
-                                room_ttl=settings.room_ttl * SECONDS_PER_DAY)
+                                room_ttl=settings.room_ttl * SECONDS_PER_DAY,
+                                limits=Limits.from_settings(settings))
     return RedisStateStore(settings.redis_url, prefix=settings.key_prefix,
                            history=settings.history, history_bytes=settings.history_bytes,
-                           room_ttl=settings.room_ttl * SECONDS_PER_DAY)
+                           room_ttl=settings.room_ttl * SECONDS_PER_DAY,
+                           limits=Limits.from_settings(settings))
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application()
+    # The HTTP API's bodies are bounded like Socket.IO messages (413 past that).
+    app = web.Application(client_max_size=settings.max_payload)
     store = create_store(settings)
     metrics = Metrics()
     sio, hub, handlers = build_server(settings, store, metrics)

@@ -23,7 +23,9 @@ _RETRY_DELAY = 0.5  # the first retry of a refused request; each next one waits 
 _RETRY_DELAY_MAX = 5.0
 _GAP_WAIT = 1.0  # how long a missing rev may take to arrive before a sync
 # Failures after which the same change may still succeed; after any other it is dropped.
-_TRANSIENT = {"unavailable", "internal", "disconnected", "timeout", "not_joined"}
+_TRANSIENT = {
+    "unavailable", "internal", "disconnected", "timeout", "not_joined", "rate_limited"
+}
 
 
 class KpkError(Exception):
@@ -308,9 +310,9 @@ class Room:
             self._joined = False
             self._spawn_resume(self.rejoin, restart=True)
             return False
-        # unavailable, internal or timeout: send the same change again, with the same id, so
-        # if it was committed after all the server answers `duplicate` instead of applying it.
-        await asyncio.sleep(self._send_backoff.next_delay())
+        # unavailable, internal, timeout or rate_limited: send the same change again, with the
+        # same id, so if it was committed after all the server answers `duplicate` instead.
+        await asyncio.sleep(_retry_delay(exc, self._send_backoff.next_delay()))
         return True
 
     def _spawn_resume(self, step: Callable[[], Awaitable[None]], *, restart: bool = False) -> None:
@@ -324,7 +326,7 @@ class Room:
                     break
                 except KpkError as exc:
                     self.last_error = exc
-                    delay = backoff.next_delay()
+                    delay = _retry_delay(exc, backoff.next_delay())
                     log.warning("room %r: %s; retrying in %.1f s", self.name, exc, delay)
                     await asyncio.sleep(delay)
             self._kick()
@@ -335,6 +337,14 @@ class Room:
         if running and self._resumer is not None:
             self._resumer.cancel()
         self._resumer = asyncio.create_task(run())
+
+
+def _retry_delay(exc: KpkError, delay: float) -> float:
+    """Seconds to wait before trying again: `delay`, or what a rate_limited answer asks."""
+    retry_after = exc.ack.get("retry_after")
+    if exc.code == "rate_limited" and isinstance(retry_after, int | float):
+        return max(0.0, retry_after / 1000)
+    return delay
 
 
 def _merge(first: Change, then: Change) -> Change:

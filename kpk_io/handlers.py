@@ -13,10 +13,16 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import wraps
+from operator import attrgetter
 from typing import Any
 
+import socketio
+
+from kpk_io.address import ConnectionCounts, TrustedProxies
 from kpk_io.change import JSON
+from kpk_io.config import Settings
 from kpk_io.hub import Hub
+from kpk_io.limits import Limits
 from kpk_io.logs import bind_request
 from kpk_io.metrics import Metrics
 from kpk_io.protocol import (
@@ -29,7 +35,8 @@ from kpk_io.protocol import (
     parse_sync,
     parse_update,
 )
-from kpk_io.store.base import Conflict, Duplicate, StateStore, StoreUnavailable
+from kpk_io.rate import TokenBucket
+from kpk_io.store.base import Conflict, Duplicate, StateStore, StoreUnavailable, TooLarge
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +57,25 @@ class _Connection:
     # Whose change ids these are: the client's secret from the connect auth, which survives
     # reconnects, else the socket id. Ids are only unique per sender.
     sender: str
+    address: str
+    updates: TokenBucket
+    requests: TokenBucket  # joins, leaves, syncs and any other event
     # Taken first thing by each request, so one connection's requests run in arrival order.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+Bucket = Callable[[_Connection], TokenBucket]
+_UPDATES: Bucket = attrgetter("updates")
+_REQUESTS: Bucket = attrgetter("requests")
+
+
 class Handlers:
-    def __init__(self, store: StateStore, hub: Hub, metrics: Metrics, max_rooms: int) -> None:
+    def __init__(self, store: StateStore, hub: Hub, metrics: Metrics, settings: Settings) -> None:
         self._store = store
-        self._max_rooms = max_rooms
+        self._max_rooms = settings.max_rooms
+        self._limits = Limits.from_settings(settings)
+        self._proxies = TrustedProxies(settings.trusted_proxies)
+        self._per_address = ConnectionCounts(settings.max_connections_per_address)
         self._hub = hub
         self._metrics = metrics
         self._connections: dict[str, _Connection] = {}
@@ -65,20 +83,49 @@ class Handlers:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self.join = self._answering("join", self._join)
-        self.leave = self._answering("leave", self._leave)
-        self.update = self._answering("update", self._update)
-        self.sync = self._answering("sync", self._sync)
+        self.join = self._answering("join", self._join, _REQUESTS)
+        self.leave = self._answering("leave", self._leave, _REQUESTS)
+        self.update = self._answering("update", self._update, _UPDATES)
+        self.sync = self._answering("sync", self._sync, _REQUESTS)
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: object) -> None:
-        self._connections[sid] = _Connection(client_secret(auth) or sid)
+        """Admit a connection, or refuse it with a connect_error whose data is
+        {error, message}: python-socketio gives the client no answer at all for any other
+        exception, and keeps the half-made connection."""
+        try:
+            connection = self._admit(sid, environ, auth)
+        except ProtocolError as exc:
+            log.info("connection refused: %s %s", exc.code, exc.message)
+            raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_data()) from None
+        except Exception:
+            log.exception("connect failed")
+            data = ProtocolError(ErrorCode.INTERNAL, "internal error").to_data()
+            raise socketio.exceptions.ConnectionRefusedError("internal error", data) from None
+        self._connections[sid] = connection
         self._metrics.connections.inc()
+
+    def _admit(self, sid: str, environ: dict[str, Any], auth: object) -> _Connection:
+        secret = client_secret(auth)
+        request = environ.get("aiohttp.request")
+        # engineio's aiohttp driver sets REMOTE_ADDR to 127.0.0.1 for everyone.
+        peer = getattr(request, "remote", None)
+        address = self._proxies.client_address(peer, environ.get("HTTP_X_FORWARDED_FOR"))
+        if not self._per_address.admit(address):
+            message = f"too many connections from {address}; close one first"
+            raise ProtocolError(ErrorCode.TOO_MANY_CONNECTIONS, message)
+        return _Connection(
+            secret or sid,
+            address,
+            TokenBucket(self._limits.updates),
+            TokenBucket(self._limits.requests),
+        )
 
     async def disconnect(self, sid: str, reason: object = None) -> None:
         self._metrics.connections.dec()
-        connection = self._connections.get(sid) or _Connection(sid)
-        async with connection.lock:
-            self._connections.pop(sid, None)
+        connection = self._connections.get(sid)
+        async with connection.lock if connection is not None else asyncio.Lock():
+            if self._connections.pop(sid, None) is not None and connection is not None:
+                self._per_address.release(connection.address)
             try:
                 await self._hub.leave_all(sid)
             except Exception:
@@ -93,39 +140,47 @@ class Handlers:
         self._draining = True
         await self._idle.wait()
 
-    async def unknown(self, event: str, sid: str, *args: object) -> Ack:
-        return _error(ErrorCode.UNKNOWN_EVENT, f"no event named {event!r}")
+    async def unknown(self, event: object, sid: str, *args: object) -> Ack:
+        connection = self._connections.get(sid)
+        limited = None if connection is None else _rate_limited(connection.requests)
+        name = str(event)[:64]
+        return limited or _error(ErrorCode.UNKNOWN_EVENT, f"no event named {name!r}")
 
-    def _answering(self, event: str, body: Handler) -> Callable[..., Awaitable[Ack]]:
+    def _answering(
+        self, event: str, body: Handler, bucket: Bucket
+    ) -> Callable[..., Awaitable[Ack]]:
         @wraps(body)
         async def handler(sid: str, *args: object) -> Ack:
             with self._metrics.request(event) as outcome:
-                ack = await answer(sid, *args)
+                ack = await self._run(event, body, bucket, sid, args[0] if args else None)
                 outcome.of_ack(ack)
-            return ack
-
-        async def answer(sid: str, *args: object) -> Ack:
-            connection = self._connections.get(sid)
-            if self._draining:
-                return _error(ErrorCode.UNAVAILABLE, "the server is shutting down")
-            if connection is None:  # the connection closed while this event waited to run
-                return _error(ErrorCode.UNAVAILABLE, "the connection is closing")
-            self._in_flight += 1
-            self._idle.clear()
-            try:
-                async with connection.lock:
-                    room = args[0].get("room") if args and isinstance(args[0], dict) else None
-                    with bind_request(sid, room if isinstance(room, str) else None):
-                        ack = await self._answer(event, body, sid, args[0] if args else None)
-            finally:
-                self._in_flight -= 1
-                if not self._in_flight:
-                    self._idle.set()
             if event == "update":
                 self._metrics.count_update(ack)
             return ack
 
         return handler
+
+    async def _run(self, event: str, body: Handler, bucket: Bucket, sid: str, data: object) -> Ack:
+        connection = self._connections.get(sid)
+        if self._draining:
+            return _error(ErrorCode.UNAVAILABLE, "the server is shutting down")
+        if connection is None:  # the connection closed while this event waited to run
+            return _error(ErrorCode.UNAVAILABLE, "the connection is closing")
+        # Taken on arrival, before queueing for the lock, so a flood is refused at once.
+        limited = _rate_limited(bucket(connection))
+        if limited is not None:
+            return limited
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            async with connection.lock:
+                room = data.get("room") if isinstance(data, dict) else None
+                with bind_request(sid, room if isinstance(room, str) else None):
+                    return await self._answer(event, body, sid, data)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
 
     async def _answer(self, event: str, body: Handler, sid: str, data: object) -> Ack:
         try:
@@ -158,7 +213,7 @@ class Handlers:
         return ok(room=room)
 
     async def _update(self, sid: str, data: object) -> Ack:
-        request = parse_update(data)
+        request = parse_update(data, self._limits)
         self._require_member(sid, request.room)
         started = time.perf_counter()
         result = await self._store.commit(
@@ -174,6 +229,8 @@ class Handlers:
             raise ProtocolError(
                 ErrorCode.CONFLICT, f"the room is at rev {result.rev}", rev=result.rev
             )
+        if isinstance(result, TooLarge):
+            raise ProtocolError(ErrorCode.TOO_LARGE, result.message)
         if isinstance(result, Duplicate):
             return ok(room=request.room, rev=result.rev, duplicate=True, **_tag(result.tag))
         return ok(room=request.room, rev=result.rev, **_tag(result.tag))
@@ -201,6 +258,14 @@ class Handlers:
 
 def _error(code: ErrorCode, message: str) -> Ack:
     return ProtocolError(code, message).to_ack()
+
+
+def _rate_limited(bucket: TokenBucket) -> Ack | None:
+    wait = bucket.take()
+    if not wait:
+        return None
+    message = f"too many requests on this connection; retry in {wait} ms"
+    return ProtocolError(ErrorCode.RATE_LIMITED, message, retry_after=wait).to_ack()
 
 
 def _tag(tag: str | None) -> dict[str, JSON]:

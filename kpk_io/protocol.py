@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from kpk_io.change import JSON, Change
+from kpk_io.change import JSON, Change, encode_json
+from kpk_io.limits import Limits, field_bytes
 from kpk_io.rooms import InvalidRoom, check_room
 
 MAX_ID_LENGTH = 128
-MAX_DEPTH = 64
 MIN_SECRET = 16
 
 
@@ -33,6 +33,9 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal"
     UNKNOWN_EVENT = "unknown_event"
     TOO_MANY_ROOMS = "too_many_rooms"
+    TOO_LARGE = "too_large"
+    RATE_LIMITED = "rate_limited"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
 
 
 class ProtocolError(Exception):
@@ -46,7 +49,11 @@ class ProtocolError(Exception):
         self.extra = extra
 
     def to_ack(self) -> dict[str, JSON]:
-        return {"ok": False, "error": str(self.code), "message": self.message, **self.extra}
+        return {"ok": False, **self.to_data()}
+
+    def to_data(self) -> dict[str, JSON]:
+        """The refusal as `{error, message, ...}`: a connect_error's data, an HTTP body."""
+        return {"error": str(self.code), "message": self.message, **self.extra}
 
 
 @dataclass(frozen=True)
@@ -65,10 +72,18 @@ class SyncRequest:
 
 
 def client_secret(auth: object) -> str | None:
-    """The `client` secret of a connect `auth` object, if it is a usable one."""
+    """The `client` secret of a connect `auth` object, or None when none is given; one that
+    is given must be 16 to 128 characters of valid Unicode, or the connection is refused:
+    a short one would quietly weaken the dedupe it keys."""
     secret = auth.get("client") if isinstance(auth, dict) else None
-    usable = isinstance(secret, str) and MIN_SECRET <= len(secret) <= MAX_ID_LENGTH
-    return secret if usable else None
+    if secret is None:
+        return None
+    if not (isinstance(secret, str) and MIN_SECRET <= len(secret) <= MAX_ID_LENGTH):
+        message = f"client must be a string of {MIN_SECRET} to {MAX_ID_LENGTH} characters"
+        raise ProtocolError(ErrorCode.INVALID_REQUEST, message)
+    if not _is_unicode(secret):
+        raise ProtocolError(ErrorCode.INVALID_REQUEST, "client must be valid Unicode")
+    return secret
 
 
 def dedupe_key(sender: str, change_id: str | None) -> str | None:
@@ -100,13 +115,14 @@ def parse_sync(data: object) -> SyncRequest:
     return SyncRequest(room, since, tag)
 
 
-def parse_update(data: object) -> UpdateRequest:
+def parse_update(data: object, limits: Limits) -> UpdateRequest:
     body = _object(data)
     room = _room(body)
     if not any(key in body for key in ("set", "unset", "replace")):
         raise _invalid_update("an update needs set, unset or replace")
-    fields = _set_fields(body.get("set", {}))
-    unset = _unset_fields(body.get("unset", []))
+    fields = _set_fields(body.get("set", {}), limits)
+    unset = _unset_fields(body.get("unset", []), limits)
+    _check_size(fields, unset, limits)
     replace = body.get("replace", False)
     if not isinstance(replace, bool):
         raise _invalid_update("replace must be true or false")
@@ -139,37 +155,58 @@ def _room(body: Mapping[str, Any]) -> str:
         raise ProtocolError(ErrorCode.INVALID_ROOM, str(exc)) from None
 
 
-def _set_fields(value: object) -> dict[str, JSON]:
+def _set_fields(value: object, limits: Limits) -> dict[str, JSON]:
     if not isinstance(value, dict):
         raise _invalid_update("set must be an object of field names to JSON values")
     for name, field_value in value.items():
-        if not name:
-            raise _invalid_update("field names must not be empty")
-        problem = _json_problem(name) or _json_problem(field_value)
+        _check_name(name, limits)
+        problem = json_problem(field_value, limits.depth)
         if problem:
-            raise _invalid_update(f"field {name!r}: {problem}")
+            raise _invalid_update(f"field {name[:64]!r}: {problem}")
     return dict(value)
 
 
-def _unset_fields(value: object) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(n, str) and n for n in value):
+def _unset_fields(value: object, limits: Limits) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
         raise _invalid_update("unset must be a list of non-empty field names")
-    if any(_json_problem(name) for name in value):
-        raise _invalid_update("field names must be valid Unicode")
+    for name in value:
+        _check_name(name, limits)
     return list(dict.fromkeys(value))
 
 
-def _json_problem(value: object) -> str | None:
+def _check_name(name: str, limits: Limits) -> None:
+    if not name:
+        raise _invalid_update("field names must not be empty")
+    if len(name) > limits.field_name:
+        raise _invalid_update(f"field names are at most {limits.field_name} characters")
+    if not _is_unicode(name):
+        raise _invalid_update("field names must be valid Unicode")
+
+
+def _check_size(fields: Mapping[str, JSON], unset: list[str], limits: Limits) -> None:
+    """Refuse an update no room could take: more fields than a room may hold, or set values
+    larger than one update may carry. The room's own totals are checked by the store."""
+    if len(fields) + len(unset) > limits.fields:
+        message = f"an update names at most {limits.fields} fields (a room's limit)"
+        raise ProtocolError(ErrorCode.TOO_LARGE, message)
+    size = sum(field_bytes(name, encode_json(value)) for name, value in fields.items())
+    if size > limits.update_bytes:
+        message = f"the fields set are {size} bytes encoded; at most {limits.update_bytes}"
+        raise ProtocolError(ErrorCode.TOO_LARGE, message)
+
+
+def json_problem(value: object, max_depth: int) -> str | None:
     """Why `value` cannot be stored and sent on as JSON, or None.
 
-    Nesting is limited because deeper values break encoders further on (python-socketio
-    recurses two frames per level and fails near 490), which would make a room unreadable.
+    Nesting is limited (the value is level 1, each object or array inside adds one) because
+    deep values break encoders further on (python-socketio recurses two frames per level and
+    fails near 490), which would make a room unreadable.
     """
     stack: list[tuple[object, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return f"nested deeper than {MAX_DEPTH} levels"
+        if isinstance(item, dict | list) and depth > max_depth:
+            return f"nested deeper than {max_depth} levels"
         if isinstance(item, str):
             if not _is_unicode(item):
                 return "a string is not valid Unicode (lone surrogate)"

@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from kpk_io.change import JSON, Snapshot
+from kpk_io.limits import DEFAULT_LIMITS, Limits
 from kpk_io.protocol import (
     ErrorCode,
     ProtocolError,
@@ -30,6 +31,7 @@ from kpk_io.protocol import (
     parse_room_request,
     parse_update,
 )
+from kpk_io.rate import TokenBucket
 from kpk_io.store.base import (
     DEFAULT_HISTORY,
     DEFAULT_HISTORY_BYTES,
@@ -37,6 +39,7 @@ from kpk_io.store.base import (
     Conflict,
     StateStore,
     StoreUnavailable,
+    TooLarge,
 )
 from kpk_io.store.redis import DEFAULT_PREFIX, RedisStateStore
 
@@ -50,28 +53,40 @@ T = TypeVar("T")
 
 
 class PublishError(Exception):
-    """A refused or failed publish. `code` is a protocol error code and `rev` the room's
-    current rev when the code is `conflict`. A refusal changed nothing; `unavailable` from
-    `update` or `delete` is an unknown outcome (Redis may have committed the change before
-    its reply was lost): call again with the same `change_id` to be sure it is applied once."""
+    """A refused or failed publish. `code` is a protocol error code, `rev` the room's
+    current rev when the code is `conflict`, and `retry_after` the milliseconds to wait
+    when it is `rate_limited`. A refusal changed nothing; `unavailable` from `update` or
+    `delete` is an unknown outcome (Redis may have committed the change before its reply
+    was lost): call again with the same `change_id` to be sure it is applied once."""
 
-    def __init__(self, code: ErrorCode, message: str, rev: int | None = None) -> None:
+    def __init__(
+        self, code: ErrorCode, message: str, rev: int | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.rev = rev
+        self.retry_after = retry_after
 
 
-def parse_change(data: object) -> UpdateRequest:
+def parse_change(data: object, limits: Limits) -> UpdateRequest:
     """Check an update given as the `update` event's body (room included)."""
     with _refusals():
-        return parse_update(data)
+        return parse_update(data, limits)
 
 
 def clear_request(room: str) -> UpdateRequest:
     """The update that empties a room: a replace with no fields, so revs stay monotonic and
     members apply it like any other update."""
-    return parse_change({"room": room, "set": {}, "replace": True})
+    return parse_change({"room": room, "set": {}, "replace": True}, DEFAULT_LIMITS)
+
+
+def take(bucket: TokenBucket) -> None:
+    """Take a token from `bucket`, or refuse with `rate_limited`."""
+    wait = bucket.take()
+    if wait:
+        message = f"too many requests; retry in {wait} ms"
+        raise PublishError(ErrorCode.RATE_LIMITED, message, retry_after=wait)
 
 
 async def read_room(store: StateStore, room: str) -> Snapshot:
@@ -93,6 +108,8 @@ async def commit_change(store: StateStore, request: UpdateRequest) -> int:
     if isinstance(result, Conflict):
         message = f"the room is at rev {result.rev}"
         raise PublishError(ErrorCode.CONFLICT, message, rev=result.rev)
+    if isinstance(result, TooLarge):
+        raise PublishError(ErrorCode.TOO_LARGE, result.message)
     return result.rev
 
 
@@ -111,8 +128,11 @@ class AsyncPublisher:
     """Reads and changes rooms in the Redis the servers use.
 
     `key_prefix`, `history`, `history_bytes` and `room_ttl` (in days) must match the servers'
-    settings: every commit trims the room's log and renews its retention by them. Use one
-    publisher in one event loop (redis-py's connections belong to the loop that opened them).
+    settings: every commit trims the room's log and renews its retention by them. `limits`
+    should match them too: a publisher refuses what a server would (`too_large`,
+    `invalid_update`), and answers `rate_limited` past `limits.updates` changes (and
+    `limits.requests` reads) per second; a Rate of 0 turns that off. Use one publisher in
+    one event loop (redis-py's connections belong to the loop that opened them).
     """
 
     def __init__(
@@ -123,14 +143,19 @@ class AsyncPublisher:
         history: int = DEFAULT_HISTORY,
         history_bytes: int = DEFAULT_HISTORY_BYTES,
         room_ttl: int = 0,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
+        self._limits = limits
+        self._updates = TokenBucket(limits.updates)
+        self._reads = TokenBucket(limits.requests)
         self._store = RedisStateStore(
             redis_url, prefix=key_prefix, history=history, history_bytes=history_bytes,
-            room_ttl=room_ttl * SECONDS_PER_DAY,
+            room_ttl=room_ttl * SECONDS_PER_DAY, limits=limits,
         )
 
     async def get(self, room: str) -> Snapshot:
         """The room's whole state and its rev."""
+        take(self._reads)
         return await read_room(self._store, room)
 
     async def update(
@@ -156,10 +181,12 @@ class AsyncPublisher:
             body["rev"] = rev
         if change_id is not None:
             body["id"] = change_id
-        return await commit_change(self._store, parse_change(body))
+        take(self._updates)
+        return await commit_change(self._store, parse_change(body, self._limits))
 
     async def delete(self, room: str) -> int:
         """Empty the room (a replace with no fields) and return the new rev."""
+        take(self._updates)
         return await commit_change(self._store, clear_request(room))
 
     async def aclose(self) -> None:
@@ -188,6 +215,7 @@ class Publisher:
         history: int = DEFAULT_HISTORY,
         history_bytes: int = DEFAULT_HISTORY_BYTES,
         room_ttl: int = 0,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -197,7 +225,7 @@ class Publisher:
         self._closed = False
         self._publisher = self._run(_open(lambda: AsyncPublisher(
             redis_url, key_prefix=key_prefix, history=history, history_bytes=history_bytes,
-            room_ttl=room_ttl,
+            room_ttl=room_ttl, limits=limits,
         )))
 
     def get(self, room: str) -> Snapshot:

@@ -78,6 +78,8 @@ def build_server(
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         cors_allowed_origins=list(settings.cors_origins) or None,
+        # Per message, for WebSocket and polling alike: a larger one closes that connection.
+        max_http_buffer_size=settings.max_payload,
         logger=False,
         engineio_logger=False,
     )
@@ -85,7 +87,7 @@ def build_server(
     metrics.track_rooms(lambda: hub.room_count)
     metrics.track_gaps_filled(lambda: hub.catch_ups)
     metrics.track_slow_consumers(lambda: slow_consumers(sio))
-    handlers = Handlers(store, hub, metrics, settings.max_rooms)
+    handlers = Handlers(store, hub, metrics, settings)
     sio.on("connect", handlers.connect)
     sio.on("disconnect", handlers.disconnect)
     sio.on(Event.JOIN.value, handlers.join)

@@ -193,7 +193,7 @@ async def test_a_body_over_the_limit_is_refused(
 
     status, answer = await request(http, "PATCH", room_url(node, "plan"), body)
 
-    assert (status, answer["error"]) == (413, "invalid_request")
+    assert (status, answer["error"]) == (413, "too_large")
 
 
 async def test_an_unreachable_store_answers_unavailable(

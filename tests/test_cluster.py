@@ -20,7 +20,9 @@ ROOM = "kpk/notes/acme%20co/q1/intro"
 
 @pytest.fixture
 def nodes(start_kpk: StartKpk, redis_server: RedisServer, key_prefix: str) -> list[KpkServer]:
-    return [start_kpk("--redis-url", redis_server.url, "--key-prefix", key_prefix)
+    # Writers here go as fast as they can on purpose: no rate limit.
+    off = {"KPK_IO_RATE_LIMIT": "0"}
+    return [start_kpk("--redis-url", redis_server.url, "--key-prefix", key_prefix, env=off)
             for _ in range(3)]
 
 

@@ -20,6 +20,19 @@ def kpk(request: pytest.FixtureRequest, start_kpk: StartKpk) -> KpkServer:
     return redis_kpk
 
 
+@pytest.fixture(params=["memory", "redis"])
+def unlimited_kpk(
+    request: pytest.FixtureRequest, start_kpk: StartKpk, key_prefix: str
+) -> KpkServer:
+    """A server without rate limits, for tests that write from one connection as fast as
+    it can."""
+    off = {"KPK_IO_RATE_LIMIT": "0"}
+    if request.param == "memory":
+        return start_kpk(env=off)
+    redis: RedisServer = request.getfixturevalue("redis_server")
+    return start_kpk("--redis-url", redis.url, "--key-prefix", key_prefix, env=off)
+
+
 async def test_joining_a_new_room_gives_rev_0_and_empty_state(kpk: KpkServer) -> None:
     async with members(kpk.url) as [a]:
         assert await a.call("join", {"room": ROOM}) == {
@@ -268,8 +281,9 @@ async def test_in_order_delivery_under_three_concurrent_writers(kpk: KpkServer) 
 
 
 async def test_a_joiner_during_writes_sees_every_later_change_exactly_once(
-    kpk: KpkServer,
+    unlimited_kpk: KpkServer,
 ) -> None:
+    kpk = unlimited_kpk
     async with members(kpk.url, kpk.url) as [writer, joiner]:
         await writer.join(ROOM)
 
@@ -289,9 +303,10 @@ async def test_a_joiner_during_writes_sees_every_later_change_exactly_once(
         assert state == (await writer.join(ROOM))["state"]
 
 
-def _nested(depth: int) -> object:
+def _nested(levels: int) -> object:
+    """A value nested `levels` deep: the outermost list is level 1, the leaf adds none."""
     value: object = "leaf"
-    for _ in range(depth - 1):
+    for _ in range(levels):
         value = [value]
     return value
 
@@ -299,7 +314,7 @@ def _nested(depth: int) -> object:
 @pytest.mark.parametrize(
     ("payload", "code"),
     [
-        ({"room": ROOM, "set": {"deep": _nested(65)}}, "invalid_update"),
+        ({"room": ROOM, "set": {"deep": _nested(33)}}, "invalid_update"),  # default 32
         ({"room": ROOM, "set": {"deep": _nested(300)}}, "invalid_update"),
         ({"room": ROOM, "set": {"s": "lone \ud800 surrogate"}}, "invalid_update"),
         ({"room": ROOM, "set": {"\udfff": 1}}, "invalid_update"),
@@ -318,9 +333,9 @@ async def test_values_that_would_poison_a_room_are_refused(
         ack = await a.update(ROOM, **{k: v for k, v in payload.items() if k != "room"}) \
             if payload["room"] == ROOM else await a.call("update", payload)
         assert (ack["ok"], ack["error"]) == (False, code)
-        assert (await a.update(ROOM, set={"deep": _nested(64)}))["rev"] == 1
-        assert (await b.wait_updates(ROOM, 1))[0]["set"] == {"deep": _nested(64)}
-        assert (await b.join(ROOM))["state"] == {"deep": _nested(64)}
+        assert (await a.update(ROOM, set={"deep": _nested(32)}))["rev"] == 1
+        assert (await b.wait_updates(ROOM, 1))[0]["set"] == {"deep": _nested(32)}
+        assert (await b.join(ROOM))["state"] == {"deep": _nested(32)}
 
 
 async def test_a_connection_joins_a_bounded_number_of_rooms(start_kpk: StartKpk) -> None:

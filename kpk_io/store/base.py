@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kpk_io.change import Change, CommittedChange, Snapshot
+from kpk_io.limits import Limits
 
 DEFAULT_HISTORY = 1000
 DEFAULT_HISTORY_BYTES = 8 * 1024 * 1024
@@ -61,6 +62,24 @@ class Duplicate:
     tag: str | None = None  # of that commit, when the log still has it
 
 
+@dataclass(frozen=True)
+class TooLarge:
+    """The change would take the room past its bound on fields or encoded bytes; nothing
+    changed."""
+
+    message: str
+
+
+def exceeds(limits: Limits, fields: int, size: int) -> TooLarge | None:
+    """The refusal of a change after which a room would hold `fields` fields of `size`
+    encoded bytes, or None when that is within `limits`."""
+    if fields > limits.fields:
+        return TooLarge(f"the room would hold {fields} fields; at most {limits.fields}")
+    if size > limits.state_bytes:
+        return TooLarge(f"the room's state would be {size} bytes; at most {limits.state_bytes}")
+    return None
+
+
 class ChangeListener(Protocol):
     """Receives the committed changes of watched rooms (one node's hub)."""
 
@@ -92,7 +111,7 @@ class StateStore(Protocol):
         change_id: str | None = None,
         dedupe_key: str | None = None,
         origin: str | None = None,
-    ) -> CommittedChange | Conflict | Duplicate:
+    ) -> CommittedChange | Conflict | Duplicate | TooLarge:
         """Apply `change` atomically and publish it to every watcher of the room.
 
         Each commit adds exactly 1 to the room's rev; commits from any number of callers are
@@ -106,6 +125,10 @@ class StateStore(Protocol):
         `history_bytes`, and never fewer than the newest one. With a retention (`room_ttl`),
         a room with no commit and no renewing snapshot for that long is forgotten (rev 0,
         empty state); a commit starts its time again.
+
+        A change after which the room would hold more than the store's Limits allow
+        (`fields`, or `state_bytes` of field names and JSON values) changes nothing
+        (TooLarge); the check and the commit are one atomic step.
 
         Raises StoreUnavailable when the store cannot be reached or does not answer in time;
         the change may then have been committed all the same.

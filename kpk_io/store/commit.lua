@@ -1,16 +1,18 @@
 -- Atomically commit one change to a room and publish it on the room's channel, so that
 -- commit order is broadcast order on every node.
 -- KEYS: state hash, rev, log list, ids sorted set (recent change ids, scored by rev),
---       log size (the log's total bytes).
+--       log size (the log's total bytes), state size (bytes of the state's field names
+--       and values).
 -- ARGV: base rev ('' for none), replace ('0'/'1'), history size, channel, message head,
 --       entry body, dedupe key, number of set fields, dedupe window (in revs), tag,
---       history bytes, retention in ms ('0' for none),
+--       history bytes, retention in ms ('0' for none), max fields, max state bytes,
 --       then field/value pairs (values are JSON text), then the fields to unset.
 local state, rev_key, log, ids, size = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local state_size = KEYS[6]
 local history = tonumber(ARGV[3])
 local history_bytes = tonumber(ARGV[11])
 local retention = tonumber(ARGV[12])
-local first_set = 13
+local first_set = 15
 
 -- A dedupe key seen within the window was committed already (a retry after a lost reply,
 -- a client re-sending after a reconnect): report its rev and change nothing.
@@ -26,11 +28,45 @@ if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= current then
   return {0, current}
 end
 
-if ARGV[2] == '1' then
-  redis.call('DEL', state)
-end
 local nset = tonumber(ARGV[8])
 local first_unset = first_set + 2 * nset
+
+-- The room's bounds are checked before anything is written: a script that stopped half
+-- way would leave its earlier writes behind. Only the fields this change names are read.
+local fields, state_bytes = 0, 0
+local replace = ARGV[2] == '1'
+if not replace then
+  fields = redis.call('HLEN', state)
+  state_bytes = tonumber(redis.call('GET', state_size))
+  if fields == 0 then
+    state_bytes = 0
+  elseif not state_bytes then  -- a room written before its size was kept: measured once
+    state_bytes = 0
+    for _, text in ipairs(redis.call('HGETALL', state)) do state_bytes = state_bytes + #text end
+  end
+end
+local gone = {}
+for i = first_unset, #ARGV do
+  local name = ARGV[i]
+  local old = replace and 0 or redis.call('HSTRLEN', state, name)
+  if old > 0 and not gone[name] then
+    fields, state_bytes, gone[name] = fields - 1, state_bytes - #name - old, true
+  end
+end
+for i = first_set, first_unset - 1, 2 do
+  local name = ARGV[i]
+  local old = (replace or gone[name]) and 0 or redis.call('HSTRLEN', state, name)
+  if old == 0 then fields = fields + 1 else state_bytes = state_bytes - #name - old end
+  state_bytes = state_bytes + #name + #ARGV[i + 1]
+end
+if fields > tonumber(ARGV[13]) or state_bytes > tonumber(ARGV[14]) then
+  return {3, current, '', fields, state_bytes}
+end
+
+if replace then
+  redis.call('DEL', state)
+end
+redis.call('SET', state_size, state_bytes)
 -- unpack() has a stack limit, so large changes go in chunks.
 for i = first_unset, #ARGV, 1000 do
   redis.call('HDEL', state, unpack(ARGV, i, math.min(i + 999, #ARGV)))

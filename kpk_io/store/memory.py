@@ -6,14 +6,17 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from kpk_io.change import Change, CommittedChange, Snapshot, encode_json
+from kpk_io.limits import DEFAULT_LIMITS, Limits, field_bytes
 from kpk_io.store.base import (
     DEFAULT_HISTORY,
     DEFAULT_HISTORY_BYTES,
     ChangeListener,
     Conflict,
     Duplicate,
+    TooLarge,
     continuing,
     dedupe_window,
+    exceeds,
     new_tag,
 )
 
@@ -28,6 +31,22 @@ class _Room:
     log_bytes: int = 0
     ids: dict[str, int] = field(default_factory=dict)  # dedupe key -> rev, oldest first
     expires: float = float("inf")  # time.monotonic() at which the room is forgotten
+    size: int = 0  # field_bytes() of every field
+
+
+def _bounds_after(data: _Room, change: Change, encoded: dict[str, str]) -> tuple[int, int]:
+    """The room's field count and encoded size once `change` is applied."""
+    count, size = (0, 0) if change.replace else (len(data.fields), data.size)
+    gone: set[str] = set()
+    for name in () if change.replace else change.unset:
+        if name in data.fields and name not in gone:
+            count, size = count - 1, size - field_bytes(name, data.fields[name])
+            gone.add(name)
+    for name, text in encoded.items():
+        old = None if change.replace or name in gone else data.fields.get(name)
+        count += old is None
+        size += field_bytes(name, text) - (0 if old is None else field_bytes(name, old))
+    return count, size
 
 
 class MemoryStateStore:
@@ -39,9 +58,11 @@ class MemoryStateStore:
         *,
         history_bytes: int = DEFAULT_HISTORY_BYTES,
         room_ttl: float = 0,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         """`room_ttl`: seconds without a commit or a join after which a room is forgotten;
-        0 keeps rooms for good."""
+        0 keeps rooms for good. `limits` bounds each room's fields and state bytes."""
+        self._limits = limits
         self._history = history
         self._history_bytes = history_bytes
         self._ttl = room_ttl if room_ttl > 0 else float("inf")
@@ -69,7 +90,7 @@ class MemoryStateStore:
         change_id: str | None = None,
         dedupe_key: str | None = None,
         origin: str | None = None,
-    ) -> CommittedChange | Conflict | Duplicate:
+    ) -> CommittedChange | Conflict | Duplicate | TooLarge:
         data = self._live(room) or _Room()  # stored once committed
         if dedupe_key is not None and dedupe_key in data.ids:
             rev = data.ids[dedupe_key]
@@ -77,6 +98,11 @@ class MemoryStateStore:
         if base_rev is not None and base_rev != data.rev:
             return Conflict(data.rev)
         encoded = {name: encode_json(value) for name, value in change.set.items()}
+        count, size = _bounds_after(data, change, encoded)
+        too_large = exceeds(self._limits, count, size)
+        if too_large is not None:
+            return too_large
+        data.size = size
         if change.replace:
             data.fields.clear()
         for name in change.unset:

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from kpk_io.change import Change, CommittedChange, Snapshot, encode_json
+from kpk_io.limits import DEFAULT_LIMITS, Limits
 from kpk_io.store.base import (
     DEFAULT_HISTORY,
     DEFAULT_HISTORY_BYTES,
@@ -25,8 +26,10 @@ from kpk_io.store.base import (
     Conflict,
     Duplicate,
     StoreUnavailable,
+    TooLarge,
     continuing,
     dedupe_window,
+    exceeds,
     new_tag,
 )
 from kpk_io.store.redis_feed import RedisFeed, parse_entry
@@ -46,12 +49,13 @@ class _RoomKeys:
     log: str
     ids: str
     size: str  # the log's total bytes
+    state_size: str  # bytes of the state's field names and values
     channel: str
 
     @property
     def stored(self) -> list[str]:
         """Every key the room keeps in Redis (the channel is not one)."""
-        return [self.state, self.rev, self.log, self.ids, self.size]
+        return [self.state, self.rev, self.log, self.ids, self.size, self.state_size]
 
 
 def _keys(prefix: str, room: str) -> _RoomKeys:
@@ -64,7 +68,7 @@ def _keys(prefix: str, room: str) -> _RoomKeys:
     base = f"{prefix}{{{quote(room, safe='')}}}"
     return _RoomKeys(
         f"{base}:state", f"{base}:rev", f"{base}:log", f"{base}:ids", f"{base}:size",
-        f"{base}:feed",
+        f"{base}:statesize", f"{base}:feed",
     )
 
 
@@ -87,9 +91,11 @@ class RedisStateStore:
         history: int = DEFAULT_HISTORY,
         history_bytes: int = DEFAULT_HISTORY_BYTES,
         room_ttl: float = 0,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         """`room_ttl`: seconds without a commit or a join after which a room's keys expire;
-        0 keeps rooms for good."""
+        0 keeps rooms for good. `limits` bounds each room's fields and state bytes."""
+        self._limits = limits
         self._prefix = prefix
         self._history = history
         self._history_bytes = history_bytes
@@ -137,7 +143,7 @@ class RedisStateStore:
         change_id: str | None = None,
         dedupe_key: str | None = None,
         origin: str | None = None,
-    ) -> CommittedChange | Conflict | Duplicate:
+    ) -> CommittedChange | Conflict | Duplicate | TooLarge:
         keys = _keys(self._prefix, room)
         encoded = [(name, encode_json(value)) for name, value in change.set.items()]
         fields = ",".join(f"{encode_json(name)}:{text}" for name, text in encoded)
@@ -161,24 +167,27 @@ class RedisStateStore:
             tag := new_tag(),
             self._history_bytes,
             self._ttl_ms,
+            self._limits.fields,
+            self._limits.state_bytes,
         ]
         for name, text in encoded:
             args += [name, text]
         args += list(change.unset)
-        status, rev, known_tag = await self._commit_with_retries(keys, args)
+        status, rev, *rest = await self._commit_with_retries(keys, args)
         if status == 0:
             return Conflict(rev)
         if status == 2:
-            return Duplicate(rev, known_tag or None)
+            return Duplicate(rev, rest[0].decode() or None)
+        if status == 3:
+            # The script found the room past a bound; exceeds() says which.
+            return exceeds(self._limits, int(rest[1]), int(rest[2])) or TooLarge("too large")
         return CommittedChange(room, rev, change, change_id, origin, tag)
 
-    async def _commit_with_retries(
-        self, keys: _RoomKeys, args: list[str | int]
-    ) -> tuple[int, int, str]:
+    async def _commit_with_retries(self, keys: _RoomKeys, args: list[str | int]) -> list[Any]:
         for attempt in range(1, _COMMIT_ATTEMPTS + 1):
             try:
                 status, rev, *rest = await self._commit(keys=keys.stored, args=args)
-                return int(status), int(rev), rest[0].decode() if rest else ""
+                return [int(status), int(rev), *rest]
             except RedisError as exc:
                 transient = isinstance(exc, RedisConnectionError | RedisTimeoutError)
                 if attempt == _COMMIT_ATTEMPTS or not transient:

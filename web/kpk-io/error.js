@@ -17,7 +17,18 @@ export class KpkError extends Error {
 }
 
 /** Codes after which the same request may succeed later; any other refusal is final. */
-export const TRANSIENT = new Set(["unavailable", "internal", "disconnected", "timeout", "not_joined"]);
+export const TRANSIENT = new Set([
+  "unavailable", "internal", "disconnected", "timeout", "not_joined", "rate_limited",
+]);
+
+/**
+ * How long a `rate_limited` answer asks to wait before trying again, in ms (0 otherwise).
+ * @param {KpkError} error
+ */
+export function retryAfterMs(error) {
+  const wait = error.code === "rate_limited" ? Number(error.ack.retry_after) : 0;
+  return Number.isFinite(wait) && wait > 0 ? wait : 0;
+}
 
 /**
  * An event with a `detail`, like CustomEvent (which node 18 lacks); what Room and KpkClient

@@ -2,7 +2,7 @@
 // applied in rev order, and the catch-up after every reconnect (docs/protocol.md, "a correct
 // client"). The connection itself is the client's; a Room reaches it through a RoomLink.
 
-import { KpkError, KpkEvent, TRANSIENT } from "./error.js";
+import { KpkError, KpkEvent, TRANSIENT, retryAfterMs } from "./error.js";
 import { committedFromWire, makeChange, updatePayload } from "./change.js";
 import { RoomState } from "./room-state.js";
 
@@ -249,7 +249,8 @@ export class Room extends EventTarget {
         const failure = asKpkError(error);
         if (!TRANSIENT.has(failure.code)) return this.#fail(failure);
         if (failure.code === "disconnected") return; // the next connect joins again
-        await new Promise((resolve) => (this.#timers.rejoin = setTimeout(resolve, delay)));
+        const wait = Math.max(delay, retryAfterMs(failure));
+        await new Promise((resolve) => (this.#timers.rejoin = setTimeout(resolve, wait)));
         delay = Math.min(delay * 2, MAX_RETRY_DELAY_MS);
       }
     }
@@ -294,7 +295,7 @@ export class Room extends EventTarget {
         const failure = asKpkError(error);
         if (failure.code === "disconnected" || this.#closed) return; // rejoin does it
         if (failure.code === "not_joined") return void this.#rejoin();
-        this.#later(() => this.#syncThenSend());
+        this.#later(() => this.#syncThenSend(), retryAfterMs(failure));
       },
     );
   }
@@ -347,7 +348,7 @@ export class Room extends EventTarget {
     if (error.code === "not_joined") return void this.#rejoin();
     if (this.#holding) return;
     this.#holding = true;
-    this.#later(() => this.#syncThenSend());
+    this.#later(() => this.#syncThenSend(), retryAfterMs(error));
   }
 
   /** Sync now when a missing rev cannot be ours; give it a moment when it may be. */
@@ -416,15 +417,18 @@ export class Room extends EventTarget {
     this.#emit("status", { status, reconnecting, error: this.#failure ?? link.linkError });
   }
 
-  /** @param {() => void} step  run after the current retry delay, which then grows */
-  #later(step) {
+  /**
+   * @param {() => void} step  run after the current retry delay, which then grows
+   * @param {number} [atLeastMs]  what the server asked to wait (rate_limited)
+   */
+  #later(step, atLeastMs = 0) {
     this.#clearTimer("retry");
     const delay = this.#retryDelay;
     this.#retryDelay = Math.min(delay * 2, MAX_RETRY_DELAY_MS);
     this.#timers.retry = setTimeout(() => {
       this.#timers.retry = null;
       if (!this.#closed) step();
-    }, delay);
+    }, Math.max(delay, atLeastMs));
   }
 
   /** @param {TimerName} name */
