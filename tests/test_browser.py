@@ -1,17 +1,23 @@
 """The browser client and the notes demo in headless Chromium (Debian's), against real
 `kpk-io serve` processes on a private Redis. Every wait polls with a deadline."""
 
+import asyncio
 import os
 import re
 import shutil
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from tests.processes import KpkServer, port_open, wait_until
+from kpk_io.change import CommittedChange, Snapshot
+from kpk_io.store.redis import RedisStateStore
+from tests.conftest import StartKpk
+from tests.processes import KpkServer, RedisServer, port_open, wait_until
 
 CHROMIUM = os.environ.get("KPK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -204,6 +210,58 @@ def test_server_stopped_and_restarted_reconnects_and_delivers_offline_edits(
     expect(alice.locator("#pending")).to_have_attribute("data-count", "0")
     assert alice.evaluate("window.__kpk.room.rev") == bob.evaluate("window.__kpk.room.rev") == 2
     expect_no_echo(alice)
+
+
+def refused(server: KpkServer, code: str) -> float:
+    """How many updates the server refused with `code`, from its /metrics."""
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    pattern = rf'^kpk_io_updates_refused_total{{code="{code}"}} (\S+)$'
+    found = re.search(pattern, text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_an_edit_answered_unavailable_in_a_redis_stall_is_saved_once(
+    start_kpk: StartKpk,
+    own_redis: RedisServer,
+    new_context: Callable[[], BrowserContext],
+    notes_path: str,
+) -> None:
+    """A stopped (SIGSTOP) Redis: the page's update is answered `unavailable` although Redis
+    commits it once it resumes; the page syncs, sends it again with its id if it must, and
+    ends with the stored state, every change it sent committed exactly once."""
+    server = start_kpk("--redis-url", own_redis.url)
+    page = open_demo(new_context(), server.url + notes_path)
+    page.fill("#title", "Before the stall")
+    expect(page.locator("#pending")).to_have_attribute("data-count", "0", timeout=5000)
+    own_redis.pause()
+    try:
+        page.fill("#title", "Typed during the stall")
+        wait_until(lambda: refused(server, "unavailable") >= 1, timeout=30,
+                   what="an update answered unavailable")
+    finally:
+        own_redis.resume()
+    expect(page.locator("#pending")).to_have_attribute("data-count", "0", timeout=30_000)
+    room_id = page.evaluate("window.__kpk.room.id")
+
+    async def stored() -> tuple[Snapshot, list[CommittedChange] | None]:
+        store = RedisStateStore(own_redis.url)
+        try:
+            return await store.snapshot(room_id), await store.changes_since(room_id, 0)
+        finally:
+            await store.close()
+
+    with ThreadPoolExecutor(1) as thread:  # Playwright's own loop runs in this one
+        snapshot, log = thread.submit(asyncio.run, stored()).result()
+    assert snapshot.state["title"] == "Typed during the stall"
+    assert page.evaluate("[window.__kpk.room.rev, window.__kpk.room.state]") == [
+        snapshot.rev, snapshot.state
+    ]
+    assert log is not None
+    committed_ids = [change.id for change in log]
+    sent_ids = page.evaluate("window.__sentIds")
+    assert len(committed_ids) == len(set(committed_ids)) == snapshot.rev  # none applied twice
+    assert set(committed_ids) == set(sent_ids)  # and every one the page sent is in
 
 
 def test_a_page_whose_url_names_no_room_shows_an_error_and_never_connects(

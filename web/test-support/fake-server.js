@@ -5,9 +5,10 @@
 // ack, skip an update event (a gap), refuse updates, forget history, or go down and come back.
 
 /** @typedef {{rev: number, set: Record<string, any>, unset: string[], replace: boolean, id?: string}} Logged */
+/** @typedef {{rev: number, state: Record<string, any>, log: Logged[], ids: Map<string, number>}} FakeRoom */
 
 export class FakeServer {
-  /** @type {Map<string, {rev: number, state: Record<string, any>, log: Logged[]}>} */
+  /** @type {Map<string, FakeRoom>} */
   rooms = new Map();
   /** @type {Set<FakeSocket>} */
   sockets = new Set();
@@ -21,6 +22,10 @@ export class FakeServer {
   /** The next `update` is answered with this error instead of being committed. */
   /** @type {string | null} */
   refuseNextUpdate = null;
+  /** The next `update` is committed, then answered with this error: a store that stalled
+   * ran the commit after the server had given up on it (docs/protocol.md, `unavailable`). */
+  /** @type {string | null} */
+  commitButRefuseNextUpdate = null;
   /** The next `update` is committed but never answered. */
   silenceNextUpdate = false;
   /** Revs whose `update` events are not delivered (a gap the client must notice). */
@@ -30,7 +35,7 @@ export class FakeServer {
   /** @param {string} name */
   room(name) {
     let room = this.rooms.get(name);
-    if (!room) this.rooms.set(name, (room = { rev: 0, state: {}, log: [] }));
+    if (!room) this.rooms.set(name, (room = { rev: 0, state: {}, log: [], ids: new Map() }));
     return room;
   }
 
@@ -82,7 +87,7 @@ export class FakeServer {
   /** @param {any} p */
   #sync(p) {
     const room = this.room(p.room);
-    const kept = room.log.slice(-this.history);
+    const kept = this.history > 0 ? room.log.slice(-this.history) : [];
     if (p.since > room.rev || (p.since < room.rev && (kept[0]?.rev ?? Infinity) > p.since + 1)) {
       return { ok: true, room: p.room, rev: room.rev, state: structuredClone(room.state) };
     }
@@ -98,13 +103,18 @@ export class FakeServer {
       return { ok: false, error, message: "refused by the test" };
     }
     const room = this.room(p.room);
+    const seen = p.id === undefined ? undefined : room.ids.get(p.id);
+    if (seen !== undefined) return { ok: true, room: p.room, rev: seen, duplicate: true };
     if (p.replace) room.state = {};
     for (const name of p.unset ?? []) delete room.state[name];
     Object.assign(room.state, structuredClone(p.set ?? {}));
     room.rev += 1;
     /** @type {Logged} */
     const entry = { rev: room.rev, set: p.set ?? {}, unset: p.unset ?? [], replace: Boolean(p.replace) };
-    if (p.id !== undefined) entry.id = p.id;
+    if (p.id !== undefined) {
+      entry.id = p.id;
+      room.ids.set(p.id, room.rev);
+    }
     room.log.push(entry);
     if (!this.undelivered.delete(room.rev)) {
       for (const other of this.sockets) {
@@ -117,6 +127,11 @@ export class FakeServer {
       this.loseNextAck = false;
       socket.drop("transport close");
       return undefined;
+    }
+    if (this.commitButRefuseNextUpdate) {
+      const error = this.commitButRefuseNextUpdate;
+      this.commitButRefuseNextUpdate = null;
+      return { ok: false, error, message: "committed, then refused by the test" };
     }
     if (this.silenceNextUpdate) {
       this.silenceNextUpdate = false;

@@ -228,6 +228,77 @@ test("an update the server could not answer in time is synced, then sent again o
   assert.deepEqual(ra.state, { title: "retried" });
 });
 
+test("an update answered unavailable but committed (a stalled store) is applied once", async () => {
+  const server = new FakeServer();
+  const a = client(server);
+  const b = client(server);
+  const ra = await a.join(ROOM, { debounceMs: 1, retryDelayMs: 5 });
+  const rb = await b.join(ROOM, { debounceMs: 1 });
+  const seenByB = recorder(rb);
+  server.commitButRefuseNextUpdate = "unavailable";
+  ra.set("title", "stalled");
+  await until(() => ra.pendingCount === 0, "the change to settle");
+  // The sync after the refusal lists the change with our id: it is ours, not sent again.
+  const [sent] = server.updates(ROOM);
+  assert.equal(commitsOf(server, sent.id), 1);
+  assert.equal(server.room(ROOM).log.filter((entry) => entry.id === sent.id).length, 1);
+  assert.deepEqual([ra.rev, ra.state], [server.room(ROOM).rev, server.room(ROOM).state]);
+  assert.deepEqual(ra.state, { title: "stalled" });
+  await until(() => rb.rev === 1, "b to see it");
+  assert.deepEqual(seenByB.changes.map((c) => [c.rev, c.set]), [[1, { title: "stalled" }]]);
+});
+
+test("an unavailable update the sync cannot show is sent again with its id: a duplicate", async () => {
+  const server = new FakeServer();
+  server.history = 0; // every sync from behind answers with the whole state
+  const a = client(server);
+  const ra = await a.join(ROOM, { debounceMs: 1, retryDelayMs: 5 });
+  server.commitButRefuseNextUpdate = "unavailable";
+  ra.set("title", "stalled");
+  await until(() => ra.pendingCount === 0, "the change to settle");
+  const sent = server.updates(ROOM);
+  assert.equal(sent.length, 2, "sent again after the sync");
+  assert.equal(sent[1].id, sent[0].id, "with the same id");
+  assert.deepEqual(sent[1].set, sent[0].set, "and the same change");
+  assert.equal(server.room(ROOM).log.length, 1, "committed once: the server answered duplicate");
+  assert.deepEqual([ra.rev, ra.state], [1, { title: "stalled" }]);
+  assert.deepEqual(server.room(ROOM).state, ra.state);
+  ra.set("title", "next");
+  await ra.flush();
+  assert.deepEqual([server.room(ROOM).rev, ra.rev, ra.state], [2, 2, { title: "next" }]);
+});
+
+test("a sync that fails too is retried with backoff until the change settles", async () => {
+  const server = new FakeServer();
+  const a = client(server);
+  const ra = await a.join(ROOM, { debounceMs: 1, retryDelayMs: 5 });
+  server.commitButRefuseNextUpdate = "unavailable";
+  let refusedSyncs = 0;
+  /** @type {number[]} */
+  const syncedAt = [];
+  const handle = server.handle.bind(server);
+  server.handle = (socket, event, p) => {
+    if (event === "sync") syncedAt.push(performance.now());
+    // The store is still stalled for the next three syncs.
+    if (event === "sync" && refusedSyncs < 3) {
+      refusedSyncs += 1;
+      server.requests.push([socket, event, p]);
+      return { ok: false, error: "unavailable", message: "still stalled" };
+    }
+    return handle(socket, event, p);
+  };
+  ra.set("title", "stalled");
+  await until(() => ra.pendingCount === 0, "the change to settle", 5000);
+  assert.equal(refusedSyncs, 3);
+  // Each wait is twice the one before (5 ms, then 10, 20, 40 here; 0.5 s doubling to 5 s by
+  // default).
+  const gaps = syncedAt.slice(1).map((at, i) => at - syncedAt[i]);
+  assert.equal(gaps.length, 3);
+  gaps.forEach((gap, i) => assert.ok(gap >= 10 * 2 ** i - 1, `wait ${i}: ${gap} ms`));
+  assert.equal(server.room(ROOM).log.length, 1);
+  assert.deepEqual([ra.rev, ra.state], [1, { title: "stalled" }]);
+});
+
 test("a change the server refuses for good is dropped and reported", async () => {
   const server = new FakeServer();
   const a = client(server);
