@@ -106,7 +106,8 @@ async def _caught_up(node: KpkServer) -> bool:
 
 
 async def test_a_member_that_stops_reading_is_a_slow_consumer(start_kpk: StartKpk) -> None:
-    node = start_kpk(env={"KPK_IO_API_KEY": "k"})
+    # The API writes flat out here: no rate limit.
+    node = start_kpk(env={"KPK_IO_API_KEY": "k", "KPK_IO_RATE_LIMIT": "0"})
     async with aiohttp.ClientSession() as http:
         await _polling_member(http, node.url)
         assert await _value(node, "kpk_io_slow_consumers") == 0
