@@ -23,7 +23,7 @@ access_log = logging.getLogger("kpk_io.access")
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # The remote address, the request line, status, bytes, seconds taken and the browser.
-ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf "%{User-Agent}i"'
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf "%{User-Agent}i" "%{X-Forwarded-For}i"'
 
 
 class ListenError(Exception):
