@@ -207,6 +207,23 @@ async def test_a_room_expires_after_its_ttl_without_commit_or_join(
     assert (await commit(store, Change({"a": 1}), dedupe_key="k1")).rev == 1
 
 
+async def test_a_watched_room_is_kept_while_it_is_watched(new_store: StoreFactory) -> None:
+    store = new_store(history=5, room_ttl=1.0)
+    store.set_listener(Recorder())
+    await commit(store, Change({"a": 1}))
+    await store.watch(ROOM)  # members on a node: they hold rev 1 and must not see rev 0
+    watched_until = time.monotonic() + 3.0
+    while time.monotonic() < watched_until:
+        assert (await store.snapshot(ROOM)).rev == 1
+        await asyncio.sleep(0.2)
+    await store.unwatch(ROOM)
+
+    async def rev() -> int:
+        return (await store.snapshot(ROOM)).rev
+
+    await eventually_async(rev, 0, timeout=15)
+
+
 async def test_rooms_are_kept_for_good_without_a_ttl(new_store: StoreFactory) -> None:
     store = new_store(history=5)
     await commit(store, Change({"a": 1}))

@@ -124,7 +124,8 @@ class StateStore(Protocol):
         The log keeps the newest `history` changes whose encoded size stays within
         `history_bytes`, and never fewer than the newest one. With a retention (`room_ttl`),
         a room with no commit and no renewing snapshot for that long is forgotten (rev 0,
-        empty state); a commit starts its time again.
+        empty state); a commit starts its time again, and a watched room is kept while it
+        stays watched (its members must not see it start again under them).
 
         A change after which the room would hold more than the store's Limits allow
         (`fields`, or `state_bytes` of field names and JSON values) changes nothing

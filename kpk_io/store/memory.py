@@ -162,13 +162,17 @@ class MemoryStateStore:
 
     def _live(self, room: str) -> _Room | None:
         """The room, unless it expired; expired rooms are dropped as they are found, the
-        least recently renewed first, so abandoned rooms do not stay in memory."""
+        least recently renewed first, so abandoned rooms do not stay in memory. A watched
+        room (one with members) is renewed instead, as the Redis store does."""
         now = time.monotonic()
         while self._rooms:
             oldest, data = next(iter(self._rooms.items()))
             if data.expires > now:
                 break
-            del self._rooms[oldest]
+            if oldest in self._watched:
+                self._renew(oldest, data)
+            else:
+                del self._rooms[oldest]
         return self._rooms.get(room)
 
     def _renew(self, room: str, data: _Room) -> None:

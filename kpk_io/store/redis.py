@@ -40,6 +40,8 @@ DEFAULT_PREFIX = "kpk:"
 _COMMIT_ATTEMPTS = 3
 # Short enough that a commit's attempts end well within a client's request timeout (10 s).
 _TIMEOUT = 2.0
+# Watched rooms are renewed every quarter of the retention, and at least this often (seconds).
+_RENEW_EVERY_MAX = 3600.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ class RedisStateStore:
         self._commit = self._writer.register_script(_script("commit.lua"))
         self._changes = self._redis.register_script(_script("changes_since.lua"))
         self._feed = RedisFeed(self._writer)
+        self._watched: set[str] = set()
+        self._renewer: asyncio.Task[None] | None = None
 
     async def snapshot(self, room: str, *, renew: bool = False) -> Snapshot:
         keys = _keys(self._prefix, room)
@@ -217,9 +221,28 @@ class RedisStateStore:
 
     async def watch(self, room: str) -> None:
         await self._feed.subscribe(_keys(self._prefix, room).channel)
+        self._watched.add(room)
+        if self._ttl_ms and self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew_watched(), name="kpk-io renewal")
 
     async def unwatch(self, room: str) -> None:
+        self._watched.discard(room)
         await self._feed.unsubscribe(_keys(self._prefix, room).channel)
+
+    async def _renew_watched(self) -> None:
+        """Renew the rooms that have members here for as long as they do: keys expiring
+        under connected members would restart the room at rev 1, below the revs they hold."""
+        interval = min(self._ttl_ms / 4000, _RENEW_EVERY_MAX)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for room in list(self._watched):
+                        for key in _keys(self._prefix, room).stored:
+                            pipe.pexpire(key, self._ttl_ms)
+                    await pipe.execute()
+            except RedisError as exc:
+                log.warning("cannot renew the rooms watched here (%s); retrying", exc)
 
     def set_listener(self, listener: ChangeListener) -> None:
         self._feed.listener = listener
@@ -231,6 +254,8 @@ class RedisStateStore:
             raise StoreUnavailable(str(exc)) from exc
 
     async def close(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
         await self._feed.close()
         await self._redis.aclose()
         await self._writer.aclose()
