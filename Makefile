@@ -8,7 +8,7 @@ PIP := $(PY) -m pip install -q --disable-pip-version-check
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test deps lint pytest bench
+.PHONY: serve test deps lint pytest bench soak
 
 serve: $(VENV)/.serve
 	$(PY) -m kpk_io serve --host $(HOST) --port $(PORT)
@@ -43,3 +43,7 @@ pytest: $(VENV)/.test
 bench: $(VENV)/.serve
 	$(PY) -m benchmarks.commits
 	$(PY) -m benchmarks.fanout
+
+# The reliability soak (docs/reliability.md); e.g. make soak SOAK_ARGS="--duration 900 --nodes 3"
+soak: $(VENV)/.serve
+	$(PY) -m benchmarks.soak $(SOAK_ARGS)

@@ -76,7 +76,7 @@ class ObservedClient(KpkClient):
 
 class Actor:
     def __init__(self, name: str, url: str, rooms: list[str], journal: Journal, *,
-                 rng: random.Random, interval: float) -> None:
+                 rng: random.Random, interval: float, pad: int) -> None:
         self.name = name
         self.rooms = rooms
         self.client = ObservedClient(name, url, journal)
@@ -84,6 +84,7 @@ class Actor:
         self._rng = rng
         self._interval = interval
         self._seq = 0
+        self._pad = "x" * pad
         self.handles: dict[str, Room] = {}
 
     async def start(self, timeout: float = 60.0) -> None:
@@ -119,7 +120,7 @@ class Actor:
     def _token(self) -> str:
         """A value no other write uses: the stored state then names the write it kept."""
         self._seq += 1
-        return f"{self.name}.{self._seq}"
+        return f"{self.name}.{self._seq}{self._pad}"
 
     async def _operate(self, room: Room) -> None:
         op = self._rng.choices(_OPS, _WEIGHTS)[0]

@@ -2,34 +2,25 @@
 all on free loopback ports, all killed when the run ends."""
 
 import dataclasses
-import shutil
-import signal
 import subprocess
-import tempfile
 from pathlib import Path
 
 import redis
 
 from kpk_io.config import Settings
-from tests.processes import REDIS_SERVER, KpkServer, free_port, port_open, wait_until
+from tests.processes import REDIS_SERVER, KpkServer, RedisServer, port_open, wait_until
 
 KEY_PREFIX = "soak:"
 
 
-class Redis:
-    """A private redis-server with append-only persistence that can be stopped (SIGSTOP),
-    killed (SIGKILL) and started again from its AOF, on the same port and directory."""
+class Redis(RedisServer):
+    """The tests' redis-server, with the soak's `appendfsync`, and started again from its
+    AOF (same port and directory) only once it has loaded it."""
 
     def __init__(self, appendfsync: str) -> None:
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="kpk-soak-redis-")
+        super().__init__()
         self.appendfsync = appendfsync
-        self._process: subprocess.Popen[bytes] | None = None
         self.stopped = False
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         self._process = subprocess.Popen(
@@ -52,32 +43,17 @@ class Redis:
             client.close()
 
     def pause(self) -> None:
-        self._signal(signal.SIGSTOP)
+        super().pause()
         self.stopped = True
 
     def resume(self) -> None:
-        self._signal(signal.SIGCONT)
+        super().resume()
         self.stopped = False
 
     def kill(self) -> None:
         """kill -9: whatever Redis had not written to its AOF is gone."""
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait(10)
-        self._process = None
+        super().kill()
         self.stopped = False
-        wait_until(lambda: not port_open(self.port), what="redis to die")
-
-    def _signal(self, sig: int) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(sig)
-
-    def close(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait(10)
-            self._process = None
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def rss_mb(pid: int) -> float:

@@ -27,6 +27,7 @@ class Plan:
     silent: int = 2
     workers: int = 2
     op_interval: float = 0.4  # mean seconds between one client's operations
+    value_bytes: int = 64  # padding of each value written: what a slow reader piles up
     fault_every: float = 10.0  # seconds between faults; 0 = no faults
     faults: tuple[str, ...] = FAULT_KINDS
     appendfsync: str = "always"
@@ -75,6 +76,8 @@ def parse_plan(argv: Sequence[str] | None = None) -> Plan:
     add("--workers", type=_capped(int, 1, MAX_WORKERS), default=Plan.workers,
         help="client processes")
     add("--op-interval", type=_capped(float, 0.01, 60), default=Plan.op_interval)
+    add("--value-bytes", type=_capped(int, 0, 100_000), default=Plan.value_bytes,
+        help="bytes of padding in each value written")
     add("--fault-every", type=_capped(float, 0, MAX_DURATION), default=Plan.fault_every,
         help="seconds between faults (0 = none)")
     add("--faults", type=_fault_list, default=Plan.faults,

@@ -61,8 +61,9 @@ class Soak:
             silent[s % plan.workers].append((f"silent{s}", KINDS[s % 2], s % plan.nodes))
         interval, timeout = self.pings
         return [WorkerSpec(i, self.cluster.urls, self.rooms, clients[i], silent[i],
-                           plan.op_interval, interval + timeout + 10, plan.seed + i,
-                           str(self._dir / "targets.json"), str(self._dir / f"worker-{i}.json"))
+                           plan.op_interval, plan.value_bytes, interval + timeout + 10,
+                           plan.seed + i, str(self._dir / "targets.json"),
+                           str(self._dir / f"worker-{i}.json"))
                 for i in range(plan.workers)]
 
     @property

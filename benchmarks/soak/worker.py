@@ -30,6 +30,7 @@ class WorkerSpec:
     clients: list[tuple[str, int, list[str]]]  # name, node index, rooms
     silent: list[tuple[str, str, int]]  # name, kind, node index
     interval: float
+    value_bytes: int
     hold: float
     seed: int
     targets_path: str
@@ -60,7 +61,8 @@ async def _work(spec: WorkerSpec, signals: Signals) -> None:
     journal = Journal()
     rng = random.Random(spec.seed * 1000 + spec.index)
     actors = [Actor(name, spec.urls[node], rooms, journal, rng=random.Random(rng.random()),
-                    interval=spec.interval) for name, node, rooms in spec.clients]
+                    interval=spec.interval, pad=spec.value_bytes)
+              for name, node, rooms in spec.clients]
     await asyncio.gather(*(actor.start() for actor in actors))
     signals.queue.put(("ready", spec.index, len(actors)))
     stop = asyncio.Event()
