@@ -118,6 +118,7 @@ export class KpkClient extends EventTarget {
    * Join a room and return its handle once it is live.
    * @param {string | null | undefined} roomId
    * @param {RoomOptions} [options]
+   * @returns {Promise<Room>}
    */
   async join(roomId, options = {}) {
     const room = this.room(roomId, options);

@@ -25,6 +25,7 @@ export { MAX_ROOM_LENGTH, checkRoom, roomFromPath } from "./room-path.js";
  * @param {string} url
  * @param {string | null | undefined} roomId
  * @param {ClientOptions & RoomOptions} [options]
+ * @returns {Promise<import("./room.js").Room>}
  */
 export async function join(url, roomId, options = {}) {
   checkRoom(roomId);
