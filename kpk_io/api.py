@@ -1,5 +1,7 @@
-"""HTTP API for publishing from outside: read, change and clear a room.
+"""HTTP API for publishing from outside: list rooms; read, change and clear a room.
 
+    GET    /api/rooms?limit=N&cursor=C
+                              -> 200 {rooms: [{room, rev, fields, bytes, changed}], cursor}
     GET    /api/rooms/{room}  -> 200 {room, rev, state}
     PATCH  /api/rooms/{room}  the `update` event's body (set, unset, replace, rev, id)
                               -> 200 {room, rev}, broadcast to every member
@@ -17,6 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -37,10 +40,11 @@ from kpk_io.publish import (
 )
 from kpk_io.rate import KeyedBuckets
 from kpk_io.rooms import decode_uri_component
-from kpk_io.store.base import StateStore
+from kpk_io.store.base import MAX_PAGE, StateStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+ROOMS_PATH = "/api/rooms"
 ROOM_PATH = "/api/rooms/{room}"
 API_DISABLED = "api_disabled"
 UNAUTHORIZED = "unauthorized"
@@ -55,7 +59,8 @@ _STATUS = {
     ErrorCode.UNAVAILABLE: 503,
 }
 
-Action = Callable[[web.Request, str], Awaitable[dict[str, JSON]]]
+Action = Callable[[web.Request], Awaitable[dict[str, JSON]]]
+RoomAction = Callable[[web.Request, str], Awaitable[dict[str, JSON]]]
 Endpoint = Callable[[web.Request], Awaitable[web.Response]]
 
 
@@ -64,9 +69,14 @@ def add_api_routes(
 ) -> None:
     rooms = _RoomApi(store, metrics, settings)
     guard = _Guard(settings.api_key, metrics)
-    app.router.add_get(ROOM_PATH, guard.endpoint("api_get", rooms.get))
-    app.router.add_patch(ROOM_PATH, guard.endpoint("api_patch", rooms.patch, update=True))
-    app.router.add_delete(ROOM_PATH, guard.endpoint("api_delete", rooms.delete, update=True))
+    app.router.add_get(ROOMS_PATH, guard.endpoint("api_list", rooms.list))
+    app.router.add_get(ROOM_PATH, guard.endpoint("api_get", _in_room(rooms.get)))
+    app.router.add_patch(
+        ROOM_PATH, guard.endpoint("api_patch", _in_room(rooms.patch), update=True)
+    )
+    app.router.add_delete(
+        ROOM_PATH, guard.endpoint("api_delete", _in_room(rooms.delete), update=True)
+    )
 
 
 class _RoomApi:
@@ -80,6 +90,21 @@ class _RoomApi:
         self._proxies = TrustedProxies(settings.trusted_proxies)
         self._updates = KeyedBuckets(self._limits.updates)
         self._reads = KeyedBuckets(self._limits.requests)
+
+    async def list(self, request: web.Request) -> dict[str, JSON]:
+        limit = _limit(request.query.get("limit", "100"))
+        try:
+            page = await self._store.list_rooms(request.query.get("cursor") or None, limit)
+        except ValueError:
+            raise PublishError(ErrorCode.INVALID_REQUEST, "cursor: not one this API gave") from None
+        except StoreUnavailable:
+            raise PublishError(ErrorCode.UNAVAILABLE, "the store cannot be reached") from None
+        rooms: list[JSON] = [
+            {"room": r.room, "rev": r.rev, "fields": r.fields, "bytes": r.bytes,
+             "changed": _iso_time(r.changed)}
+            for r in page.rooms
+        ]
+        return {"rooms": rooms, "cursor": page.cursor}
 
     async def get(self, request: web.Request, room: str) -> dict[str, JSON]:
         self._take(self._reads, request)
@@ -150,9 +175,7 @@ class _Guard:
 async def _answer(request: web.Request, action: Action) -> tuple[web.Response, dict[str, JSON]]:
     """The response, and the outcome as an update ack (for the metrics)."""
     try:
-        room = _room_of(request)
-        with bind_request(None, room):
-            return web.json_response(await action(request, room)), {"ok": True}
+        return web.json_response(await action(request)), {"ok": True}
     except PublishError as exc:
         log.info("%s %s refused: %s %s", request.method, request.path, exc.code, exc.message)
         return _refusal(exc), _refused(exc.code)
@@ -163,6 +186,30 @@ async def _answer(request: web.Request, action: Action) -> tuple[web.Response, d
         log.exception("%s %s failed", request.method, request.path)
         code = ErrorCode.INTERNAL
         return _error(500, code, "internal error"), _refused(code)
+
+
+def _in_room(action: RoomAction) -> Action:
+    """`action` for the room the path names, with log lines tagged by it."""
+
+    async def in_room(request: web.Request) -> dict[str, JSON]:
+        room = _room_of(request)
+        with bind_request(None, room):
+            return await action(request, room)
+
+    return in_room
+
+
+def _limit(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PAGE:
+        raise PublishError(ErrorCode.INVALID_REQUEST, f"limit: a number from 1 to {MAX_PAGE}")
+    return int(text)
+
+
+def _iso_time(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _authorized(request: web.Request, api_key: str) -> bool:

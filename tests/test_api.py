@@ -221,3 +221,39 @@ async def test_api_updates_are_counted_in_the_metrics(
     assert "kpk_io_updates_committed_total 2.0" in text
     assert 'kpk_io_updates_refused_total{code="invalid_update"} 1.0' in text
     assert "kpk_io_commit_seconds_count 2.0" in text
+
+
+async def test_get_rooms_lists_the_stored_rooms_page_by_page(
+    nodes: list[KpkServer], http: aiohttp.ClientSession
+) -> None:
+    names = ["kpk/notes/acme/q1/a", "kpk/notes/acme/q1/b", "with space", "ünï"]
+    for index, name in enumerate(names):
+        url = room_url(nodes[index % 3], encode_uri_component(name))
+        assert (await request(http, "PATCH", url, {"set": {"n": index}}))[0] == 200
+    seen: list[dict[str, JSON]] = []
+    cursor: str | None = None
+    for _ in range(10_000):
+        query = f"?limit=1&cursor={cursor}" if cursor else "?limit=1"
+        status, page = await request(http, "GET", URL(f"{nodes[1].url}/api/rooms{query}"))
+        assert status == 200 and len(page["rooms"]) <= 1
+        seen += page["rooms"]
+        cursor = page["cursor"]
+        if cursor is None:
+            break
+    assert sorted(entry["room"] for entry in seen) == sorted(names)
+    first = next(entry for entry in seen if entry["room"] == names[0])
+    assert {k: first[k] for k in ("rev", "fields", "bytes")} == {
+        "rev": 1, "fields": 1, "bytes": len("n") + len("0")
+    }
+    assert first["changed"].endswith("Z") and first["changed"].startswith("20")
+
+
+async def test_get_rooms_refuses_bad_paging_and_needs_the_key(
+    nodes: list[KpkServer], http: aiohttp.ClientSession
+) -> None:
+    rooms = f"{nodes[0].url}/api/rooms"
+    for query in ("?limit=0", "?limit=1001", "?limit=x", "?limit=²", "?cursor=nonsense"):
+        status, answer = await request(http, "GET", URL(rooms + query))
+        assert (status, answer["error"]) == (400, "invalid_request"), query
+    status, answer = await request(http, "GET", URL(rooms), headers={})
+    assert (status, answer["error"]) == (401, "unauthorized")

@@ -10,7 +10,14 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from kpk_io.change import Change, CommittedChange
-from kpk_io.store.base import Conflict, Duplicate, StateStore, StoreUnavailable
+from kpk_io.store.base import (
+    Conflict,
+    Duplicate,
+    RoomPage,
+    RoomSummary,
+    StateStore,
+    StoreUnavailable,
+)
 from kpk_io.store.memory import MemoryStateStore
 from kpk_io.store.redis import RedisStateStore, _keys
 from tests.polling import eventually, eventually_async
@@ -416,3 +423,64 @@ async def test_redis_keeps_the_log_size_exact_and_counts_an_older_log_once(
     finally:
         await raw.aclose()
         await store.close()
+
+
+LISTED = ["kpk/notes/a/b/c", "with space", "star*", "brace{}:rev", "ünï", "%41", "q?[x]"]
+
+
+async def list_all(store: StateStore, limit: int) -> list[RoomSummary]:
+    listed: list[RoomSummary] = []
+    cursor = None
+    for _ in range(100_000):
+        page = await store.list_rooms(cursor, limit)
+        assert len(page.rooms) <= limit
+        listed += page.rooms
+        cursor = page.cursor
+        if cursor is None:
+            return listed
+    raise AssertionError("the listing never ended")
+
+
+async def test_list_rooms_pages_through_every_room(store: StateStore) -> None:
+    assert await store.list_rooms() == RoomPage([], None)
+    before = time.time()
+    for index, room in enumerate(LISTED):
+        await store.commit(room, Change({"n": index, "name": room}))
+    await store.commit(LISTED[0], Change({"n": "again"}))
+    after = time.time()
+    for limit in (1, 2, 3, 100):
+        listed = await list_all(store, limit)
+        assert sorted(summary.room for summary in listed) == sorted(LISTED)
+    first = next(summary for summary in listed if summary.room == LISTED[0])
+    assert (first.rev, first.fields) == (2, 2)
+    assert first.bytes == len("n") + len('"again"') + len("name") + len(f'"{LISTED[0]}"')
+    assert all(summary.changed is not None and before - 1 <= summary.changed <= after + 1
+               for summary in listed)
+
+
+async def test_list_rooms_skips_a_room_never_committed(store: StateStore) -> None:
+    await store.snapshot("only read")
+    await store.commit(ROOM, Change({"a": 1}))
+    assert [summary.room for summary in await list_all(store, 10)] == [ROOM]
+
+
+async def test_redis_lists_only_its_own_prefix_and_refuses_a_foreign_cursor(
+    redis_server: RedisServer, key_prefix: str
+) -> None:
+    globbing = RedisStateStore(redis_server.url, prefix=key_prefix + "*")
+    plain = RedisStateStore(redis_server.url, prefix=key_prefix + "x")
+    try:
+        await globbing.commit("in globbing", Change({"a": 1}))
+        await plain.commit("in plain", Change({"a": 1}))
+        assert [s.room for s in await list_all(globbing, 5)] == ["in globbing"]
+        assert [s.room for s in await list_all(plain, 5)] == ["in plain"]
+        with pytest.raises(ValueError):
+            await plain.list_rooms("not-a-cursor")
+        # A room written before its size was kept is measured by the listing.
+        raw = aioredis.Redis.from_url(redis_server.url)
+        await raw.delete(_keys(key_prefix + "x", "in plain").state_size)
+        await raw.aclose()
+        assert (await plain.list_rooms()).rooms[0].bytes == len("a") + len("1")
+    finally:
+        await globbing.close()
+        await plain.close()

@@ -94,6 +94,26 @@ class ChangeListener(Protocol):
         """The feed was interrupted and is back; changes in between may have been lost."""
 
 
+@dataclass(frozen=True)
+class RoomSummary:
+    """One room as a listing shows it."""
+
+    room: str
+    rev: int
+    fields: int
+    bytes: int  # of the state's field names and JSON values as stored
+    changed: float | None  # Unix time of the last commit; None if it was not recorded
+
+
+@dataclass(frozen=True)
+class RoomPage:
+    rooms: list[RoomSummary]
+    cursor: str | None  # where the next page starts; None once every room was listed
+
+
+MAX_PAGE = 1000
+
+
 class StateStore(Protocol):
     """Per-room JSON state with atomic revisioned commits and a feed of committed changes."""
 
@@ -141,6 +161,13 @@ class StateStore(Protocol):
         """Every change after rev `since`, in order; None when they are no longer all kept,
         or when `tag` is given and is not the tag of the change at `since` (the history
         since then was rewritten, so only the whole state is right)."""
+
+    async def list_rooms(self, cursor: str | None = None, limit: int = 100) -> RoomPage:
+        """A page of at most `limit` (1 to MAX_PAGE) rooms that have a commit, from `cursor`
+        (None for the first page, else a page's cursor). Following the cursors until it is
+        None lists every room that exists throughout, at least once, in no set order; a
+        page may hold fewer than `limit`, even none, before the end. Raises ValueError for
+        a cursor this store did not make."""
 
     async def watch(self, room: str) -> None:
         """Deliver the room's future commits to the listener; returns once that is in force."""

@@ -13,6 +13,8 @@ from kpk_io.store.base import (
     ChangeListener,
     Conflict,
     Duplicate,
+    RoomPage,
+    RoomSummary,
     TooLarge,
     continuing,
     dedupe_window,
@@ -30,6 +32,7 @@ class _Room:
     sizes: deque[int] = field(default_factory=deque)  # encoded bytes of each log entry
     log_bytes: int = 0
     ids: dict[str, int] = field(default_factory=dict)  # dedupe key -> rev, oldest first
+    changed: float | None = None  # Unix time of the last commit
     expires: float = float("inf")  # time.monotonic() at which the room is forgotten
     size: int = 0  # field_bytes() of every field
 
@@ -109,6 +112,7 @@ class MemoryStateStore:
             data.fields.pop(name, None)
         data.fields.update(encoded)
         data.rev += 1
+        data.changed = time.time()
         copied = {name: json.loads(text) for name, text in encoded.items()}
         stored = Change(copied, change.unset, change.replace)
         prev = data.log[-1].tag if data.log else ""
@@ -131,6 +135,14 @@ class MemoryStateStore:
             return None
         return continuing([entry for entry in data.log if entry.rev >= since], since, tag,
                           data.rev)
+
+    async def list_rooms(self, cursor: str | None = None, limit: int = 100) -> RoomPage:
+        """In room order; the cursor is the last room of the page before."""
+        self._live("")  # drop expired rooms first
+        names = sorted(name for name, data in self._rooms.items()
+                       if data.rev > 0 and (cursor is None or name > cursor))
+        page = [_summary(name, self._rooms[name]) for name in names[:limit]]
+        return RoomPage(page, page[-1].room if len(names) > limit else None)
 
     async def watch(self, room: str) -> None:
         self._watched.add(room)
@@ -179,3 +191,7 @@ class MemoryStateStore:
         data.expires = time.monotonic() + self._ttl
         self._rooms[room] = data
         self._rooms.move_to_end(room)
+
+
+def _summary(name: str, data: _Room) -> RoomSummary:
+    return RoomSummary(name, data.rev, len(data.fields), data.size, data.changed)

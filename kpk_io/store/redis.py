@@ -1,14 +1,17 @@
 """Redis state store: a hash per room, its rev and a short log beside it, a script per commit."""
 
 import asyncio
+import base64
 import json
 import logging
+import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -25,6 +28,8 @@ from kpk_io.store.base import (
     ChangeListener,
     Conflict,
     Duplicate,
+    RoomPage,
+    RoomSummary,
     StoreUnavailable,
     TooLarge,
     continuing,
@@ -42,6 +47,7 @@ _COMMIT_ATTEMPTS = 3
 _TIMEOUT = 2.0
 # Watched rooms are renewed every quarter of the retention, and at least this often (seconds).
 _RENEW_EVERY_MAX = 3600.0
+_SCANS_PER_PAGE = 20
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,24 @@ def _keys(prefix: str, room: str) -> _RoomKeys:
         f"{base}:state", f"{base}:rev", f"{base}:log", f"{base}:ids", f"{base}:size",
         f"{base}:statesize", f"{base}:feed",
     )
+
+
+def _rev_key_pattern(prefix: str) -> str:
+    """A SCAN pattern matching the rev key of every room under `prefix` (see _keys)."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "{*}:rev"
+
+
+def _room_of_rev_key(prefix: str, key: bytes | str) -> str | None:
+    """The inverse of _keys(prefix, room).rev; None for a key of another shape."""
+    text = key.decode(errors="replace") if isinstance(key, bytes) else key
+    head, tail = f"{prefix}{{", "}:rev"
+    if not (text.startswith(head) and text.endswith(tail)):
+        return None
+    try:
+        room = unquote(text[len(head):-len(tail)], errors="strict")
+    except UnicodeDecodeError:
+        return None
+    return room if _keys(prefix, room).rev == text else None
 
 
 def _script(name: str) -> str:
@@ -111,6 +135,7 @@ class RedisStateStore:
         self._writer = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
         self._commit = self._writer.register_script(_script("commit.lua"))
         self._changes = self._redis.register_script(_script("changes_since.lua"))
+        self._summary = self._redis.register_script(_script("room_summary.lua"))
         self._feed = RedisFeed(self._writer)
         self._watched: set[str] = set()
         self._renewer: asyncio.Task[None] | None = None
@@ -155,7 +180,7 @@ class RedisStateStore:
         body = (
             f'"set":{{{fields}}},"unset":{encode_json(list(change.unset))},'
             f'"replace":{encode_json(change.replace)},"id":{encode_json(change_id)},'
-            f'"origin":{encode_json(origin)}}}'
+            f'"origin":{encode_json(origin)},"time":{round(time.time() * 1000)}}}'
         )
         args: list[str | int] = [
             "" if base_rev is None else base_rev,
@@ -218,6 +243,46 @@ class RedisStateStore:
         if len(entries) < len(parsed):
             return None
         return continuing(entries, since, tag, rev)
+
+    async def list_rooms(self, cursor: str | None = None, limit: int = 100) -> RoomPage:
+        """SCAN over the rooms' rev keys. A SCAN call can return more keys than asked for:
+        the rooms past `limit` travel in the cursor, so a page never holds more."""
+        scan, found = _parse_cursor(cursor)
+        # Bounded, so that a keyspace of mostly other keys answers soon (with a short page).
+        for _ in range(_SCANS_PER_PAGE):
+            if len(found) >= limit or scan is None:
+                break
+            try:
+                reply, keys = await self._redis.scan(
+                    scan, match=_rev_key_pattern(self._prefix), count=limit
+                )
+            except RedisError as exc:
+                raise StoreUnavailable(str(exc)) from exc
+            scan = int(reply) or None
+            found += [r for r in (_room_of_rev_key(self._prefix, k) for k in keys) if r]
+        page, rest = found[:limit], found[limit:]
+        summaries = await self._summaries(page)
+        done = scan is None and not rest
+        return RoomPage(summaries, None if done else _make_cursor(scan, rest))
+
+    async def _summaries(self, rooms: list[str]) -> list[RoomSummary]:
+        async def read() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for room in rooms:
+                    keys = _keys(self._prefix, room)
+                    await self._summary(
+                        keys=[keys.state, keys.rev, keys.log, keys.state_size], client=pipe
+                    )
+                return await pipe.execute()
+
+        summaries = []
+        for room, (rev, fields, size, last) in zip(rooms, await _read_twice(read), strict=True):
+            if _parse_rev(room, rev) > 0:  # 0: it expired since the SCAN
+                changed = _entry_time(last)
+                summaries.append(
+                    RoomSummary(room, _parse_rev(room, rev), int(fields), int(size), changed)
+                )
+        return summaries
 
     async def watch(self, room: str) -> None:
         await self._feed.subscribe(_keys(self._prefix, room).channel)
@@ -284,3 +349,31 @@ def _parse_rev(room: str, raw: bytes | int | None) -> int:
     except ValueError:
         log.error("room %r: stored rev %r is not a number; read as 0", room, raw)
         return 0
+
+
+def _entry_time(raw: bytes | None) -> float | None:
+    """The commit time a log entry records (entries written before it was kept have none)."""
+    try:
+        millis = json.loads(raw or b"null").get("time")
+    except (ValueError, AttributeError):
+        return None
+    return millis / 1000 if isinstance(millis, int) else None
+
+
+def _make_cursor(scan: int | None, rest: list[str]) -> str:
+    """Opaque to callers: the SCAN cursor and the rooms it found that no page held yet."""
+    text = json.dumps([scan, rest], separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _parse_cursor(cursor: str | None) -> tuple[int | None, list[str]]:
+    if cursor is None:
+        return 0, []
+    try:
+        scan, rest = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError) as exc:
+        raise ValueError("not a cursor of this listing") from exc
+    valid_scan = scan is None or (isinstance(scan, int) and scan > 0)
+    if not valid_scan or not all(isinstance(room, str) for room in rest):
+        raise ValueError("not a cursor of this listing")
+    return scan, rest
