@@ -1,7 +1,6 @@
 """Redis state store: a hash per room, its rev and a short log beside it, a script per commit."""
 
 import asyncio
-import base64
 import json
 import logging
 import re
@@ -38,6 +37,7 @@ from kpk_io.store.base import (
     new_tag,
 )
 from kpk_io.store.redis_feed import RedisFeed, parse_entry
+from kpk_io.store.redis_listing import entry_time, make_cursor, parse_cursor
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ class RedisStateStore:
     async def list_rooms(self, cursor: str | None = None, limit: int = 100) -> RoomPage:
         """SCAN over the rooms' rev keys. A SCAN call can return more keys than asked for:
         the rooms past `limit` travel in the cursor, so a page never holds more."""
-        scan, found = _parse_cursor(cursor)
+        scan, found = parse_cursor(cursor)
         # Bounded, so that a keyspace of mostly other keys answers soon (with a short page).
         for _ in range(_SCANS_PER_PAGE):
             if len(found) >= limit or scan is None:
@@ -263,7 +263,7 @@ class RedisStateStore:
         page, rest = found[:limit], found[limit:]
         summaries = await self._summaries(page)
         done = scan is None and not rest
-        return RoomPage(summaries, None if done else _make_cursor(scan, rest))
+        return RoomPage(summaries, None if done else make_cursor(scan, rest))
 
     async def _summaries(self, rooms: list[str]) -> list[RoomSummary]:
         async def read() -> list[Any]:
@@ -278,7 +278,7 @@ class RedisStateStore:
         summaries = []
         for room, (rev, fields, size, last) in zip(rooms, await _read_twice(read), strict=True):
             if _parse_rev(room, rev) > 0:  # 0: it expired since the SCAN
-                changed = _entry_time(last)
+                changed = entry_time(last)
                 summaries.append(
                     RoomSummary(room, _parse_rev(room, rev), int(fields), int(size), changed)
                 )
@@ -349,31 +349,3 @@ def _parse_rev(room: str, raw: bytes | int | None) -> int:
     except ValueError:
         log.error("room %r: stored rev %r is not a number; read as 0", room, raw)
         return 0
-
-
-def _entry_time(raw: bytes | None) -> float | None:
-    """The commit time a log entry records (entries written before it was kept have none)."""
-    try:
-        millis = json.loads(raw or b"null").get("time")
-    except (ValueError, AttributeError):
-        return None
-    return millis / 1000 if isinstance(millis, int) else None
-
-
-def _make_cursor(scan: int | None, rest: list[str]) -> str:
-    """Opaque to callers: the SCAN cursor and the rooms it found that no page held yet."""
-    text = json.dumps([scan, rest], separators=(",", ":"))
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def _parse_cursor(cursor: str | None) -> tuple[int | None, list[str]]:
-    if cursor is None:
-        return 0, []
-    try:
-        scan, rest = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, TypeError) as exc:
-        raise ValueError("not a cursor of this listing") from exc
-    valid_scan = scan is None or (isinstance(scan, int) and scan > 0)
-    if not valid_scan or not all(isinstance(room, str) for room in rest):
-        raise ValueError("not a cursor of this listing")
-    return scan, rest
