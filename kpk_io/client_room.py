@@ -150,7 +150,11 @@ class Room:
     async def commit(
         self, change: Change, *, rev: int | None = None, change_id: str | None = None
     ) -> int:
-        """Send one update now and return its rev; raises KpkError (e.g. `conflict`)."""
+        """Send one update now and return its rev; raises KpkError (e.g. `conflict`).
+
+        After `unavailable`, `internal` or `timeout` the change may have been committed: call
+        again with the same `change_id` (and `rev`), and the server answers with the rev it
+        was committed as instead of applying it twice."""
         await self.flush()
         change_id = change_id or self._link.next_change_id()
         ack = await self._link.request(Event.UPDATE, _payload(self.name, change, change_id, rev))
