@@ -9,12 +9,13 @@ from aiohttp import web
 
 from kpk_io.api import add_api_routes
 from kpk_io.config import Settings, redact_url
+from kpk_io.engine import drop_transport, eio_sids
 from kpk_io.handlers import Handlers
 from kpk_io.hub import Hub
 from kpk_io.limits import Limits
 from kpk_io.metrics import Metrics
 from kpk_io.pages import add_page_routes
-from kpk_io.server import build_server, drop_transport
+from kpk_io.server import build_server
 from kpk_io.store.base import SECONDS_PER_DAY, StateStore, StoreUnavailable
 from kpk_io.store.memory import MemoryStateStore
 from kpk_io.store.redis import RedisStateStore
@@ -60,7 +61,7 @@ def create_app(settings: Settings) -> web.Application:
 
     async def drain(app: web.Application) -> None:
         await _drain(handlers, settings.shutdown_timeout)
-        for eio_sid in list(sio.eio.sockets):
+        for eio_sid in eio_sids(sio):
             await drop_transport(sio, eio_sid)
         await sio.shutdown()
 

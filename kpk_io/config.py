@@ -40,6 +40,9 @@ class Settings:
     log_json: bool = False
     access_log: bool = False
     shutdown_timeout: float = 10.0
+    # Engine.IO heartbeat: a client that answers no ping within ping_timeout is closed.
+    ping_interval: float = 25.0
+    ping_timeout: float = 20.0
     # Retention and history bounds (reliability).
     room_ttl: int = 0  # days without a change or a join before a room expires; 0 = never
     history_bytes: int = DEFAULT_HISTORY_BYTES
@@ -213,6 +216,8 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "log_json": _bool,
     "access_log": _bool,
     "shutdown_timeout": _seconds,
+    "ping_interval": _seconds,
+    "ping_timeout": _seconds,
     "room_ttl": _int_between(0, 36_500),
     "history_bytes": _int_between(1024, 1 << 40),
     "jwt_secret": _optional_text,
@@ -251,6 +256,8 @@ HELP: dict[str, str] = {
     "log_json": "JSON log lines",
     "access_log": "log every HTTP request",
     "shutdown_timeout": "seconds to drain on SIGTERM (default 10)",
+    "ping_interval": "seconds between Engine.IO pings to each client (default 25)",
+    "ping_timeout": "seconds a client has to answer a ping before it is closed (default 20)",
     "room_ttl": "days after which a room with no change and no join expires (default 0 = never)",
     "history_bytes": "bytes of changes kept per room for sync (default 8 MiB)",
     "jwt_secret": "HS256 secret: every connection must present a JWT (prefer the variable)",

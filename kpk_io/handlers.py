@@ -26,6 +26,7 @@ from kpk_io.limits import Limits
 from kpk_io.logs import bind_request
 from kpk_io.metrics import Metrics
 from kpk_io.protocol import (
+    RESERVED_EVENTS,
     ErrorCode,
     ProtocolError,
     client_secret,
@@ -121,15 +122,14 @@ class Handlers:
         )
 
     async def disconnect(self, sid: str, reason: object = None) -> None:
+        # Waits for nothing (not even this connection's running requests): python-socketio
+        # runs it inline wherever the close was noticed, engineio's service task included.
+        connection = self._connections.pop(sid, None)
+        if connection is None:
+            return
         self._metrics.connections.dec()
-        connection = self._connections.get(sid)
-        async with connection.lock if connection is not None else asyncio.Lock():
-            if self._connections.pop(sid, None) is not None and connection is not None:
-                self._per_address.release(connection.address)
-            try:
-                await self._hub.leave_all(sid)
-            except Exception:
-                log.exception("leaving the rooms of a closed connection failed")
+        self._per_address.release(connection.address)
+        self._hub.forget(sid)
 
     @property
     def connection_count(self) -> int:
@@ -144,7 +144,9 @@ class Handlers:
         connection = self._connections.get(sid)
         limited = None if connection is None else _rate_limited(connection.requests)
         name = str(event)[:64]
-        return limited or _error(ErrorCode.UNKNOWN_EVENT, f"no event named {name!r}")
+        reserved = name in RESERVED_EVENTS
+        message = f"{name!r} is reserved, not a request" if reserved else f"no event named {name!r}"
+        return limited or _error(ErrorCode.UNKNOWN_EVENT, message)
 
     def _answering(
         self, event: str, body: Handler, bucket: Bucket
@@ -174,6 +176,8 @@ class Handlers:
         self._idle.clear()
         try:
             async with connection.lock:
+                if self._connections.get(sid) is not connection:  # closed while queued
+                    return _error(ErrorCode.UNAVAILABLE, "the connection is closing")
                 room = data.get("room") if isinstance(data, dict) else None
                 with bind_request(sid, room if isinstance(room, str) else None):
                     return await self._answer(event, body, sid, data)
@@ -205,6 +209,9 @@ class Handlers:
             message = f"a connection may join at most {self._max_rooms} rooms; leave one first"
             raise ProtocolError(ErrorCode.TOO_MANY_ROOMS, message)
         snapshot = await self._hub.join(sid, room)
+        if sid not in self._connections:  # closed while joining: nobody will leave for it
+            await self._hub.leave(sid, room)
+            raise ProtocolError(ErrorCode.UNAVAILABLE, "the connection is closing")
         return ok(room=room, rev=snapshot.rev, state=snapshot.state, **_tag(snapshot.tag))
 
     async def _leave(self, sid: str, data: object) -> Ack:

@@ -9,6 +9,24 @@ skips revs (a dropped pub/sub message, a feed outage) is filled from the store's
 or, when the log no longer reaches back, with one `replace` change carrying the whole state.
 The lane also keeps the cursor's commit tag: a change that does not name it as its `prev`
 belongs to a rewritten history (Redis lost data), and members get the whole state instead.
+
+No turn waits on itself. A lane is one turn per room: while an operation runs, the room's
+next one waits. So no operation may await anything that can need the same lane, and
+delivery to one member must never wait on another. How the design keeps to that:
+- Delivery does not await at all: `Members.deliver` puts the change on each recipient's own
+  send queue and returns (kpk_io/engine.py). A send could otherwise find a client's ping
+  overdue and run its disconnect handler inline, which leaves this room through this lane:
+  the lane would wait on itself, and the room would be wedged on this node.
+- A closed connection leaves its rooms with `forget`, which takes effect at once, outside
+  the lanes (a lane only learns of it, to retire when it is empty). The disconnect handler
+  runs inline in whatever task noticed the close (engineio's service task, a socket's
+  writer, an emit), so it must not wait behind a lane busy with the store either.
+- `Members.enter` and `Members.leave` only update the Socket.IO room map; they send nothing.
+- What does drop members (`Members.resync`, which runs their disconnect handlers) runs in a
+  task of its own, never awaited by a lane.
+- The lane does await the store (watch, snapshot, log): the store never calls back into
+  the hub while one of its calls is awaited; its feed calls `on_change` and
+  `on_feed_restored`, which only queue work and return.
 """
 
 import asyncio
@@ -31,12 +49,15 @@ _RETRY_DELAY = 1.0
 class Members(Protocol):
     """How the hub reaches this node's sockets (the Socket.IO server in production)."""
 
-    async def enter(self, sid: str, room: str) -> None: ...
+    async def enter(self, sid: str, room: str) -> None:
+        """Make `sid` a receiver of the room's deliveries. Sends nothing."""
 
-    async def leave(self, sid: str, room: str) -> None: ...
+    async def leave(self, sid: str, room: str) -> None:
+        """Stop delivering the room to `sid`. Sends nothing."""
 
-    async def deliver(self, committed: CommittedChange) -> None:
-        """Send the change to the room's local members except its origin."""
+    def deliver(self, committed: CommittedChange) -> None:
+        """Queue the change for the room's local members except its origin, without waiting
+        on any of them."""
 
     async def resync(self, room: str) -> None:
         """Make the room's local members join again: their copy is ahead of the store."""
@@ -100,16 +121,29 @@ class Hub:
         async def op(lane: _Lane) -> None:
             if sid in lane.members:
                 lane.members.discard(sid)
-                self._rooms_of.get(sid, set()).discard(room)
+                self._drop_room_of(sid, room)
                 await self._members.leave(sid, room)
             done.set_result(None)
 
         self._submit(room, op)
         await done
 
-    async def leave_all(self, sid: str) -> None:
-        for room in list(self._rooms_of.pop(sid, ())):
-            await self.leave(sid, room)
+    def forget(self, sid: str) -> None:
+        """Drop a closed connection from all its rooms, now, without waiting for any lane:
+        nothing is delivered to it from here on. Its Socket.IO rooms are python-socketio's
+        to clear, as it does for every closed connection."""
+        for room in self._rooms_of.pop(sid, ()):
+            lane = self._lanes.get(room)
+            if lane is not None and sid in lane.members:
+                lane.members.discard(sid)
+                lane.ops.put_nowait(_settle)  # wakes the lane, which retires when empty
+
+    def _drop_room_of(self, sid: str, room: str) -> None:
+        rooms = self._rooms_of.get(sid)
+        if rooms is not None:
+            rooms.discard(room)
+            if not rooms:
+                del self._rooms_of[sid]
 
     async def close(self) -> None:
         for lane in list(self._lanes.values()):
@@ -178,7 +212,7 @@ class Hub:
             return  # before the first join's snapshot, or already delivered
         follows = lane.tag is None or not committed.prev or committed.prev == lane.tag
         if committed.rev == lane.cursor + 1 and follows:
-            await self._deliver(lane, committed)
+            self._deliver(lane, committed)
             return
         log.warning("feed went from rev %d to %d%s; catching up from the log", lane.cursor,
                     committed.rev, "" if follows else " on another history")
@@ -203,7 +237,7 @@ class Hub:
         if changes is not None:
             for committed in changes:
                 if upto is None or committed.rev <= upto:
-                    await self._deliver(lane, committed)
+                    self._deliver(lane, committed)
             return
         whole = snapshot or await self._store.snapshot(lane.room)
         if whole.rev > lane.cursor:
@@ -211,7 +245,7 @@ class Hub:
             # either way the whole state, as one replacing change, is right for everyone.
             log.warning("cannot list changes after rev %d; sending the whole state", lane.cursor)
             state = Change(whole.state, (), replace=True)
-            await self._deliver(lane, CommittedChange(lane.room, whole.rev, state, tag=whole.tag))
+            self._deliver(lane, CommittedChange(lane.room, whole.rev, state, tag=whole.tag))
         elif (whole.rev, whole.tag) != (lane.cursor, lane.tag):
             # Redis lost data (a failover, a restored backup): members hold revs that the
             # store hands out again, to other changes, and would ignore those; they start over.
@@ -224,7 +258,11 @@ class Hub:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _deliver(self, lane: _Lane, committed: CommittedChange) -> None:
+    def _deliver(self, lane: _Lane, committed: CommittedChange) -> None:
         lane.cursor, lane.tag = committed.rev, committed.tag
         if lane.members:
-            await self._members.deliver(committed)
+            self._members.deliver(committed)
+
+
+async def _settle(lane: _Lane) -> None:
+    """Nothing to do: the lane's worker checks, after every operation, whether to retire."""

@@ -1,0 +1,179 @@
+"""The one module of kpk-io that reaches past the public API of python-socketio and
+python-engineio. Everything else uses their public API only.
+
+Tested with python-socketio 5.18 and python-engineio 4.15 (pinned below the next minor
+release in pyproject.toml); tests/test_engine.py fails loudly when an upgrade changes
+anything this module relies on:
+
+- `sio.eio.sockets`: engineio's map of Engine.IO session id to its `AsyncSocket`;
+- an `AsyncSocket`'s `queue` (an unbounded `asyncio.Queue` of `engineio.packet.Packet`s that
+  the socket's writer, WebSocket or long-polling, sends in order), and its `closing` and
+  `closed` flags; a `None` in the queue ends the writer, which closes the transport;
+- `socketio.AsyncServer._handle_eio_message(eio_sid, data)`, the handler of every incoming
+  Engine.IO message, which decodes it with `sio.packet_class` (the public `serializer=`).
+
+Delivery (`Outbox`). A Socket.IO emit awaits engineio's `AsyncSocket.send`, which first runs
+`check_ping_timeout`: for a client whose pong is overdue that closes the socket and runs the
+server's disconnect handler inline, inside the emit. A caller holding a turn that the
+disconnect handler needs (a room's hub lane: the handler leaves the rooms) would wait on
+itself. So the outbox never awaits a send: it encodes the event once and puts the same
+Engine.IO packet on each recipient's queue with `put_nowait`, skipping closing and closed
+sockets. That is the very queue `send` uses, so each connection's packets keep their order;
+the queue is the writer's only input, so one recipient never waits on another. Timed-out
+clients are still found and closed by engineio's own service task and read timeout. Where
+the internals are not what this module expects (a socket without such a queue, an encoding
+that is not one text packet), it falls back to the public `sio.emit`, in a task of its own
+that no caller awaits.
+
+Refusals (`StrictPacket`, `Server`). kpk-io's protocol uses no binary packets, so a packet
+announcing attachments, a BINARY_EVENT or BINARY_ACK, or a binary frame is refused before
+python-socketio keeps any state for it (it would otherwise keep every later frame of the
+connection as an attachment), and the connection is closed.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from functools import partial
+from typing import Any
+
+import socketio
+from engineio import packet as eio_packet
+from socketio import packet as sio_packet
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/"
+MAX_ATTACHMENTS = 0  # per packet: the protocol has no binary data
+
+
+class RefusedPacket(ValueError):
+    """An incoming packet kpk-io does not accept.
+
+    `close`: the connection must be closed (its later frames cannot be trusted to line up).
+    `ack_id`: the packet's ack id when it could be read, so that a refusal that keeps the
+    connection can still be answered.
+    """
+
+    def __init__(self, reason: str, *, close: bool, ack_id: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.close = close
+        self.ack_id = ack_id
+
+
+class StrictPacket(sio_packet.Packet):  # type: ignore[misc]
+    """python-socketio's packet, decoding only what kpk-io's protocol can carry."""
+
+    def decode(self, encoded_packet: str | bytes) -> int:
+        if not isinstance(encoded_packet, str):
+            raise RefusedPacket("binary frames are not part of the protocol", close=True)
+        if encoded_packet[:1] in (str(sio_packet.BINARY_EVENT), str(sio_packet.BINARY_ACK)):
+            raise RefusedPacket("binary packets are not part of the protocol", close=True)
+        attachments: int = super().decode(encoded_packet)
+        if attachments > MAX_ATTACHMENTS:
+            raise RefusedPacket(f"a packet announced {attachments} attachments", close=True)
+        return attachments
+
+
+class Server(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's AsyncServer with StrictPacket, closing connections that send a
+    packet it refuses."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(serializer=StrictPacket, **options)
+
+    async def _handle_eio_message(self, eio_sid: str, data: str | bytes) -> None:
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except RefusedPacket as refused:
+            log.warning("closing a connection that sent a refused packet: %s", refused.reason)
+            await self.close_connection(eio_sid)
+
+    async def close_connection(self, eio_sid: str) -> None:
+        """Say goodbye (a Socket.IO DISCONNECT: client libraries do not reconnect after it)
+        and close the transport."""
+        sid = self.manager.sid_from_eio_sid(eio_sid, NAMESPACE)
+        if sid is not None and self.manager.is_connected(sid, NAMESPACE):
+            await self.disconnect(sid)
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None:
+            await socket.close(wait=False, abort=False)  # an Engine.IO CLOSE packet
+            socket.queue.put_nowait(None)
+
+
+class Outbox:
+    """Hands events to this node's sockets without ever awaiting a send."""
+
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self._sio = sio
+        self._fallbacks: set[asyncio.Task[None]] = set()
+
+    def post(self, event: str, data: object, room: str, skip_sid: str | None = None) -> int:
+        """Queue `event` for every local member of `room` except `skip_sid`; return how many
+        it was queued for. Never awaits, so it never runs a disconnect handler."""
+        recipients = [
+            (sid, eio_sid)
+            for sid, eio_sid in self._sio.manager.get_participants(NAMESPACE, room)
+            if sid != skip_sid
+        ]
+        encoded = self._sio.packet_class(
+            sio_packet.EVENT, namespace=NAMESPACE, data=[event, data]
+        ).encode()
+        if not isinstance(encoded, str):  # not one text packet: leave it to python-socketio
+            for sid, _ in recipients:
+                self._in_background(partial(self._sio.emit, event, data, to=sid))
+            return len(recipients)
+        message = eio_packet.Packet(eio_packet.MESSAGE, data=encoded)
+        for sid, eio_sid in recipients:
+            if not _enqueue(self._sio, eio_sid, message):
+                self._in_background(partial(self._sio.emit, event, data, to=sid))
+        return len(recipients)
+
+    def _in_background(self, send: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        # Tasks start in creation order, so one connection's fallback sends keep their order.
+        task = asyncio.create_task(send())
+        self._fallbacks.add(task)
+        task.add_done_callback(self._fallbacks.discard)
+
+
+def _enqueue(sio: socketio.AsyncServer, eio_sid: str, message: eio_packet.Packet) -> bool:
+    """Put `message` on the socket's own send queue; False when that is not possible here."""
+    sockets = getattr(sio.eio, "sockets", None)
+    if not isinstance(sockets, dict):
+        return False
+    socket = sockets.get(eio_sid)
+    if socket is None or socket.closing or socket.closed:
+        return True  # gone or going away: its disconnect handler runs elsewhere
+    queue = getattr(socket, "queue", None)
+    if not isinstance(queue, asyncio.Queue) or queue.maxsize != 0:
+        return False
+    queue.put_nowait(message)
+    return True
+
+
+def slow_consumers(sio: socketio.AsyncServer, more_than: int) -> int:
+    """Connections whose send queue holds more than `more_than` packets: they read slower
+    than their rooms change (or stopped reading)."""
+    return sum(1 for socket in list(sio.eio.sockets.values())
+               if socket.queue.qsize() > more_than)
+
+
+def eio_sids(sio: socketio.AsyncServer) -> list[str]:
+    """The Engine.IO session ids of this node's connections."""
+    return list(sio.eio.sockets)
+
+
+async def drop_transport(sio: socketio.AsyncServer, eio_sid: str) -> None:
+    """Close a client's transport so that it reconnects (elsewhere, through the balancer)
+    and joins its rooms again.
+
+    Not sio.disconnect() nor engineio's disconnect(): both say goodbye in the protocol (a
+    Socket.IO DISCONNECT or an Engine.IO CLOSE packet), after which socket.io-client and
+    python-socketio clients deliberately stay away. Aborting the Engine.IO socket and waking
+    its writer closes the WebSocket (or answers the pending poll) without a goodbye.
+    """
+    socket = sio.eio.sockets.get(eio_sid)
+    if socket is not None:
+        await socket.close(wait=False, abort=True)
+        socket.queue.put_nowait(None)

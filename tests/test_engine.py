@@ -1,0 +1,143 @@
+"""What kpk_io/engine.py relies on in python-socketio and python-engineio. These fail loudly
+when an upgrade changes any of it, so that an upgrade cannot silently break delivery."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+import socketio
+from aiohttp import web
+from engineio import packet as eio_packet
+from socketio import packet as sio_packet
+
+from kpk_io.engine import NAMESPACE, Outbox, RefusedPacket, Server, StrictPacket, drop_transport
+from tests.polling import eventually
+from tests.processes import free_port
+
+ROOM = "r"
+
+
+def test_the_versions_are_those_engine_py_was_checked_against() -> None:
+    # Upgrading? Run this file, read engine.py's docstring against the new source, then
+    # widen these and the pins in pyproject.toml.
+    assert version("python-engineio").startswith("4.15."), version("python-engineio")
+    assert version("python-socketio").startswith("5.18."), version("python-socketio")
+
+
+def test_an_event_is_encoded_once_as_one_text_message() -> None:
+    event = StrictPacket(sio_packet.EVENT, namespace=NAMESPACE, data=["update", {"a": [1]}])
+    encoded = event.encode()
+    assert encoded == '2["update",{"a":[1]}]'
+    message = eio_packet.Packet(eio_packet.MESSAGE, data=encoded)
+    assert message.encode() == '42["update",{"a":[1]}]'
+    assert message.encode(b64=True) == '42["update",{"a":[1]}]'  # what polling asks for
+
+
+def test_decode_reports_attachments_and_strict_packets_refuse_them() -> None:
+    assert sio_packet.Packet().decode('51-["x",{"_placeholder":true,"num":0}]') == 1
+    assert sio_packet.Packet().decode('2["x",1]') == 0
+    decoded = StrictPacket(encoded_packet='27["x",{"_placeholder":true,"num":9}]')
+    assert (decoded.packet_type, decoded.id, decoded.data) == (
+        sio_packet.EVENT, 7, ["x", {"_placeholder": True, "num": 9}])
+    for refused in ('5999999-["x"]', '61-0[{"_placeholder":true,"num":0}]', '21-["x"]',
+                    b"\x00\x01"):
+        with pytest.raises(RefusedPacket):
+            StrictPacket(encoded_packet=refused)
+
+
+def test_the_server_decodes_with_strict_packets_through_the_overridden_handler() -> None:
+    sio = Server(async_mode="aiohttp")
+    assert sio.packet_class is StrictPacket
+    assert "_handle_eio_message" in vars(socketio.AsyncServer)
+    assert sio.eio.handlers["message"] == sio._handle_eio_message
+    assert sio.reserved_events == ["connect", "disconnect"]
+
+
+@asynccontextmanager
+async def serving() -> AsyncIterator[tuple[Server, str]]:
+    # Short pings: a long-poll pending at the end is answered within seconds, not 45.
+    sio = Server(async_mode="aiohttp", ping_interval=1, ping_timeout=2)
+
+    async def join(sid: str, data: object) -> bool:
+        await sio.enter_room(sid, ROOM)
+        return True
+
+    sio.on("join", join)
+
+    application = web.Application()
+    sio.attach(application)
+    runner = web.AppRunner(application)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield sio, f"http://127.0.0.1:{port}"
+    finally:
+        await sio.shutdown()
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def client(url: str, transport: str) -> AsyncIterator[tuple[socketio.AsyncClient, list[Any]]]:
+    received: list[Any] = []
+    sio = socketio.AsyncClient(reconnection=False)
+    sio.on("e", received.append)
+    await sio.connect(url, transports=[transport], wait_timeout=10)
+    assert await sio.call("join", {}, timeout=10) is True
+    try:
+        yield sio, received
+    finally:
+        await sio.disconnect()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_sockets_have_an_unbounded_asyncio_queue_their_writer_sends_in_order(
+    transport: str,
+) -> None:
+    async with serving() as (sio, url), client(url, transport) as (_, received):
+        [socket] = sio.eio.sockets.values()
+        assert type(socket.queue) is asyncio.Queue and socket.queue.maxsize == 0
+        assert (socket.closing, socket.closed) == (False, False)
+        outbox = Outbox(sio)
+        assert outbox.post("e", 1, ROOM) == 1
+        await sio.emit("e", 2, room=ROOM)  # the public path shares the queue and its order
+        assert outbox.post("e", 3, ROOM) == 1
+        await eventually(lambda: len(received) == 3, 10, "three events")
+        assert received == [1, 2, 3]
+
+
+async def test_post_falls_back_to_emit_when_the_internals_differ(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with serving() as (sio, url), client(url, "websocket") as (_, received):
+        monkeypatch.setattr(sio.eio, "sockets", MappingProxyType(sio.eio.sockets))
+        assert Outbox(sio).post("e", "fallback", ROOM) == 1
+        await eventually(lambda: received == ["fallback"], 10, "the fallback emit")
+        monkeypatch.undo()
+
+
+async def test_post_skips_the_sender_and_closed_sockets() -> None:
+    async with serving() as (sio, url), client(url, "websocket") as (me, received):
+        [socket] = sio.eio.sockets.values()
+        assert Outbox(sio).post("e", 1, ROOM, skip_sid=me.get_sid()) == 0
+        socket.closing = True
+        Outbox(sio).post("e", 2, ROOM)
+        assert socket.queue.empty()
+        socket.closing = False
+        Outbox(sio).post("e", 3, ROOM)
+        await eventually(lambda: received, 10, "an event")
+        assert received == [3]
+
+
+async def test_dropping_a_transport_closes_it_without_a_goodbye() -> None:
+    async with serving() as (sio, url), client(url, "websocket") as (me, _):
+        reasons: list[Any] = []
+        me.on("disconnect", reasons.append)
+        [eio_sid] = list(sio.eio.sockets)
+        await drop_transport(sio, eio_sid)
+        await eventually(lambda: reasons, 10, "the client to see the transport close")
+        assert reasons == [me.reason.TRANSPORT_ERROR]  # not SERVER_DISCONNECT: it reconnects
