@@ -16,8 +16,11 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
+import socketio
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.conftest import StartKpk
@@ -88,10 +91,16 @@ class Stack:
 
 
 @pytest.fixture
-def stack(start_kpk: StartKpk, redis_server: RedisServer, key_prefix: str) -> Iterator[Stack]:
-    """Two nodes on one Redis behind nginx; the nodes keep an access log."""
-    flags = ("--redis-url", redis_server.url, "--key-prefix", key_prefix, "--access-log")
-    nodes = [start_kpk(*flags), start_kpk(*flags)]
+def stack(
+    request: pytest.FixtureRequest, start_kpk: StartKpk, redis_server: RedisServer,
+    key_prefix: str,
+) -> Iterator[Stack]:
+    """Two nodes on one Redis behind nginx; the nodes keep an access log. Parametrise it
+    (indirect) with {"flags": more flags for the nodes, "nodes": how many}."""
+    param = getattr(request, "param", {})
+    flags = ("--redis-url", redis_server.url, "--key-prefix", key_prefix, "--access-log",
+             *param.get("flags", ()))
+    nodes = [start_kpk(*flags) for _ in range(param.get("nodes", 2))]
     nginx = Nginx([node.port for node in nodes])
     try:
         nginx.start()
@@ -162,6 +171,50 @@ def test_a_handshake_with_an_origin_answers_200_and_carries_the_client_address(
     # The same-origin check still runs behind the proxy: another origin is refused.
     code, _ = handshake(origin, {"Origin": "http://elsewhere.example"})
     assert code == 400
+
+
+def test_a_node_accepts_the_https_origin_its_tls_proxy_reports(
+    stack: Stack,
+) -> None:
+    """TLS ends at nginx, which says so with X-Forwarded-Proto; the node is plain HTTP."""
+    page = {"Host": "kpk.example", "Origin": "https://kpk.example"}
+    node = stack.nodes[0].url
+    assert handshake(node, {**page, "X-Forwarded-Proto": "https"})[0] == 200
+    assert handshake(node, page)[0] == 400
+
+
+@pytest.mark.parametrize(
+    "stack",
+    # One node, so that the limit, which each node keeps, sees every connection.
+    [{"flags": ("--trusted-proxies", "127.0.0.1", "--max-connections-per-address", "1"),
+      "nodes": 1}],
+    indirect=True,
+)
+async def test_per_address_limits_count_browsers_not_the_proxy(stack: Stack) -> None:
+    """Browsers at different addresses (127.0.0.2 and .3: all of 127/8 is loopback) reach
+    the node through nginx from nginx's address; only X-Forwarded-For tells them apart."""
+    refusals: list[dict[str, Any]] = []
+    made: list[socketio.AsyncClient] = []
+
+    async def connect(address: str) -> None:
+        connector = aiohttp.TCPConnector(local_addr=(address, 0))
+        sio = socketio.AsyncClient(reconnection=False,
+                                   http_session=aiohttp.ClientSession(connector=connector))
+        sio.on("connect_error", refusals.append)
+        made.append(sio)
+        await sio.connect(stack.nginx.url, transports=["websocket"], wait_timeout=10)
+
+    try:
+        await connect("127.0.0.2")
+        await connect("127.0.0.3")
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await connect("127.0.0.2")
+    finally:
+        for sio in made:
+            await sio.disconnect()
+            await sio.eio.http.close()
+    assert [refusal["data"]["error"] for refusal in refusals] == ["too_many_connections"]
+    assert "too many connections from 127.0.0.2" in refusals[0]["message"]
 
 
 def test_the_demo_through_nginx_over_websocket_and_polling(
