@@ -8,8 +8,12 @@
     DELETE /api/rooms/{room}  -> 200 {room, rev}: a replace with no fields, broadcast too
 
 {room} is the room ID percent-encoded as one path segment (encodeURIComponent), decoded
-exactly once. The API is off (404 `api_disabled`) unless an API key is configured; then
-every request needs `Authorization: Bearer KEY` (401 `unauthorized` otherwise). Errors are
+exactly once. The API is off (404 `api_disabled`) unless an API key or a JWT key is
+configured. Every request needs `Authorization: Bearer CREDENTIAL`: the API key (full
+access; its changes carry `by: {user: "api"}`), or a JWT whose `rooms` admit the room (to
+change it) or whose `rooms` or `read_rooms` do (to read it), whose changes carry its `by`;
+listing every room takes the API key or a token with the pattern `*`. No usable credential
+is 401 `unauthorized`; a room the token does not allow is 403 `forbidden`. Errors are
 `{error, message}` (plus `rev` for a conflict) with the protocol's codes; docs/deployment.md
 lists the status of each.
 """
@@ -26,6 +30,7 @@ from aiohttp import web
 from kpk_io.address import TrustedProxies
 from kpk_io.change import JSON
 from kpk_io.config import Settings
+from kpk_io.identity import API_KEY_IDENTITY, Identity, TokenVerifier, Unauthorized
 from kpk_io.limits import Limits
 from kpk_io.logs import bind_request
 from kpk_io.metrics import Metrics
@@ -39,7 +44,7 @@ from kpk_io.publish import (
     take,
 )
 from kpk_io.rate import KeyedBuckets
-from kpk_io.rooms import decode_uri_component
+from kpk_io.rooms import InvalidRoom, check_room, decode_uri_component
 from kpk_io.store.base import MAX_PAGE, StateStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -53,30 +58,59 @@ _STATUS = {
     ErrorCode.INVALID_REQUEST: 400,
     ErrorCode.INVALID_ROOM: 400,
     ErrorCode.INVALID_UPDATE: 400,
+    ErrorCode.FORBIDDEN: 403,
     ErrorCode.CONFLICT: 409,
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.UNAVAILABLE: 503,
 }
 
-Action = Callable[[web.Request], Awaitable[dict[str, JSON]]]
-RoomAction = Callable[[web.Request, str], Awaitable[dict[str, JSON]]]
+Action = Callable[[web.Request, Identity], Awaitable[dict[str, JSON]]]
+RoomAction = Callable[[web.Request, str, Identity], Awaitable[dict[str, JSON]]]
 Endpoint = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def add_api_routes(
-    app: web.Application, store: StateStore, settings: Settings, metrics: Metrics
+    app: web.Application, store: StateStore, settings: Settings, metrics: Metrics,
+    verifier: TokenVerifier | None = None,
 ) -> None:
     rooms = _RoomApi(store, metrics, settings)
-    guard = _Guard(settings.api_key, metrics)
+    guard = _Guard(_Credentials(settings.api_key, verifier), metrics)
     app.router.add_get(ROOMS_PATH, guard.endpoint("api_list", rooms.list))
-    app.router.add_get(ROOM_PATH, guard.endpoint("api_get", _in_room(rooms.get)))
+    app.router.add_get(ROOM_PATH, guard.endpoint("api_get", _in_room(rooms.get, write=False)))
     app.router.add_patch(
-        ROOM_PATH, guard.endpoint("api_patch", _in_room(rooms.patch), update=True)
+        ROOM_PATH, guard.endpoint("api_patch", _in_room(rooms.patch, write=True), update=True)
     )
     app.router.add_delete(
-        ROOM_PATH, guard.endpoint("api_delete", _in_room(rooms.delete), update=True)
+        ROOM_PATH, guard.endpoint("api_delete", _in_room(rooms.delete, write=True), update=True)
     )
+
+
+class _Credentials:
+    """Who a request's `Authorization: Bearer ...` names."""
+
+    def __init__(self, api_key: str | None, verifier: TokenVerifier | None) -> None:
+        self._api_key = api_key
+        self._verifier = verifier
+
+    @property
+    def enabled(self) -> bool:
+        return self._api_key is not None or self._verifier is not None
+
+    def identify(self, request: web.Request) -> Identity:
+        """Raises Unauthorized."""
+        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise Unauthorized("send Authorization: Bearer <API key or token>")
+        # compare_digest takes as long for a near miss as for a wild guess.
+        if self._api_key is not None and hmac.compare_digest(
+            credential.encode(), self._api_key.encode()
+        ):
+            return API_KEY_IDENTITY
+        if self._verifier is None:
+            raise Unauthorized("the API key is not valid")
+        return self._verifier.verify(credential)
 
 
 class _RoomApi:
@@ -91,7 +125,10 @@ class _RoomApi:
         self._updates = KeyedBuckets(self._limits.updates)
         self._reads = KeyedBuckets(self._limits.requests)
 
-    async def list(self, request: web.Request) -> dict[str, JSON]:
+    async def list(self, request: web.Request, who: Identity) -> dict[str, JSON]:
+        if not who.permissions.every_room:
+            raise PublishError(ErrorCode.FORBIDDEN, "listing rooms takes the API key or a "
+                               "token whose rooms or read_rooms include *")
         limit = _limit(request.query.get("limit", "100"))
         try:
             page = await self._store.list_rooms(request.query.get("cursor") or None, limit)
@@ -106,46 +143,46 @@ class _RoomApi:
         ]
         return {"rooms": rooms, "cursor": page.cursor}
 
-    async def get(self, request: web.Request, room: str) -> dict[str, JSON]:
+    async def get(self, request: web.Request, room: str, who: Identity) -> dict[str, JSON]:
         self._take(self._reads, request)
         snapshot = await read_room(self._store, room)
         return {"room": room, "rev": snapshot.rev, "state": snapshot.state}
 
-    async def patch(self, request: web.Request, room: str) -> dict[str, JSON]:
+    async def patch(self, request: web.Request, room: str, who: Identity) -> dict[str, JSON]:
         self._take(self._updates, request)
         body = await _json_body(request)
         if not isinstance(body, dict):
             raise PublishError(ErrorCode.INVALID_REQUEST, "the body must be a JSON object")
         if body.get("room", room) != room:
             raise PublishError(ErrorCode.INVALID_REQUEST, "the room is given by the path")
-        return await self._commit(parse_change({**body, "room": room}, self._limits))
+        return await self._commit(parse_change({**body, "room": room}, self._limits), who)
 
-    async def delete(self, request: web.Request, room: str) -> dict[str, JSON]:
+    async def delete(self, request: web.Request, room: str, who: Identity) -> dict[str, JSON]:
         self._take(self._updates, request)
-        return await self._commit(clear_request(room))
+        return await self._commit(clear_request(room), who)
 
     def _take(self, buckets: KeyedBuckets, request: web.Request) -> None:
         forwarded = request.headers.get("X-Forwarded-For")
         take(buckets.bucket(self._proxies.client_address(request.remote, forwarded)))
 
-    async def _commit(self, update: UpdateRequest) -> dict[str, JSON]:
+    async def _commit(self, update: UpdateRequest, who: Identity) -> dict[str, JSON]:
         started = time.perf_counter()
         try:
-            rev = await commit_change(self._store, update)
+            rev = await commit_change(self._store, update, by=who.by)
         finally:
             self._metrics.commit_seconds.observe(time.perf_counter() - started)
         return {"room": update.room, "rev": rev}
 
 
 class _Guard:
-    """Wraps each action: the API key check, the response, and the metrics."""
+    """Wraps each action: the credentials check, the response, and the metrics."""
 
-    def __init__(self, api_key: str | None, metrics: Metrics) -> None:
-        self._api_key = api_key
+    def __init__(self, credentials: _Credentials, metrics: Metrics) -> None:
+        self._credentials = credentials
         self._metrics = metrics
 
     def endpoint(self, event: str, action: Action, *, update: bool = False) -> Endpoint:
-        """`action` behind the API key, counted as `event` (and as an update, with
+        """`action` behind the credentials, counted as `event` (and as an update, with
         `update`)."""
 
         async def endpoint(request: web.Request) -> web.Response:
@@ -159,23 +196,28 @@ class _Guard:
     async def _respond(
         self, request: web.Request, action: Action, update: bool
     ) -> tuple[web.Response, dict[str, JSON]]:
-        if self._api_key is None:
-            message = "the HTTP API is off: configure an API key (KPK_IO_API_KEY) to use it"
+        if not self._credentials.enabled:
+            message = ("the HTTP API is off: configure an API key (KPK_IO_API_KEY) or a JWT "
+                       "key (KPK_IO_JWT_SECRET, KPK_IO_JWT_PUBLIC_KEY) to use it")
             return _error(404, API_DISABLED, message), _refused(API_DISABLED)
-        if not _authorized(request, self._api_key):
-            response = _error(401, UNAUTHORIZED, "send Authorization: Bearer <API key>")
+        try:
+            who = self._credentials.identify(request)
+        except Unauthorized as exc:
+            response = _error(401, UNAUTHORIZED, exc.message)
             response.headers["WWW-Authenticate"] = 'Bearer realm="kpk-io"'
             return response, _refused(UNAUTHORIZED)
-        response, ack = await _answer(request, action)
+        response, ack = await _answer(request, action, who)
         if update:
             self._metrics.count_update(ack)
         return response, ack
 
 
-async def _answer(request: web.Request, action: Action) -> tuple[web.Response, dict[str, JSON]]:
+async def _answer(
+    request: web.Request, action: Action, who: Identity
+) -> tuple[web.Response, dict[str, JSON]]:
     """The response, and the outcome as an update ack (for the metrics)."""
     try:
-        return web.json_response(await action(request)), {"ok": True}
+        return web.json_response(await action(request, who)), {"ok": True}
     except PublishError as exc:
         log.info("%s %s refused: %s %s", request.method, request.path, exc.code, exc.message)
         return _refusal(exc), _refused(exc.code)
@@ -188,15 +230,28 @@ async def _answer(request: web.Request, action: Action) -> tuple[web.Response, d
         return _error(500, code, "internal error"), _refused(code)
 
 
-def _in_room(action: RoomAction) -> Action:
-    """`action` for the room the path names, with log lines tagged by it."""
+def _in_room(action: RoomAction, *, write: bool) -> Action:
+    """`action` for the room the path names, if the credentials allow it (to change it,
+    with `write`), with log lines tagged by it."""
 
-    async def in_room(request: web.Request) -> dict[str, JSON]:
+    async def in_room(request: web.Request, who: Identity) -> dict[str, JSON]:
         room = _room_of(request)
+        _require(who, room, write)
         with bind_request(None, room):
-            return await action(request, room)
+            return await action(request, room, who)
 
     return in_room
+
+
+def _require(who: Identity, room: str, write: bool) -> None:
+    try:
+        check_room(room)
+    except InvalidRoom as exc:
+        raise PublishError(ErrorCode.INVALID_ROOM, str(exc)) from None
+    if write and not who.permissions.can_write(room):
+        raise PublishError(ErrorCode.FORBIDDEN, f"the token may not change room {room!r}")
+    if not who.permissions.can_read(room):
+        raise PublishError(ErrorCode.FORBIDDEN, f"the token does not admit room {room!r}")
 
 
 def _limit(text: str) -> int:
@@ -210,13 +265,6 @@ def _iso_time(seconds: float | None) -> str | None:
         return None
     moment = datetime.fromtimestamp(seconds, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _authorized(request: web.Request, api_key: str) -> bool:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    # compare_digest takes as long for a near miss as for a wild guess.
-    matches = hmac.compare_digest(token.strip().encode(), api_key.encode())
-    return scheme.lower() == "bearer" and matches
 
 
 def _room_of(request: web.Request) -> str:

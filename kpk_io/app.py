@@ -12,6 +12,7 @@ from kpk_io.config import Settings, redact_url
 from kpk_io.engine import drop_transport, eio_sids
 from kpk_io.handlers import Handlers
 from kpk_io.hub import Hub
+from kpk_io.identity import TokenVerifier
 from kpk_io.limits import Limits
 from kpk_io.metrics import Metrics
 from kpk_io.pages import add_page_routes
@@ -41,12 +42,27 @@ def create_store(settings: Settings) -> StateStore:
                            limits=Limits.from_settings(settings))
 
 
+def create_verifier(settings: Settings) -> TokenVerifier | None:
+    verifier = TokenVerifier.from_settings(settings)
+    if verifier is None:
+        log.warning(
+            "auth is off: anyone who can reach this port may read and change every room; "
+            "set KPK_IO_JWT_SECRET or KPK_IO_JWT_PUBLIC_KEY (see docs/security.md)"
+        )
+    else:
+        log.info("auth is on: connections need a JWT signed with %s",
+                 ", ".join(verifier.algorithms))
+    return verifier
+
+
 def create_app(settings: Settings) -> web.Application:
+    """Raises ConfigError for a JWT public key that cannot be used."""
     # The HTTP API's bodies are bounded like Socket.IO messages (413 past that).
     app = web.Application(client_max_size=settings.max_payload)
+    verifier = create_verifier(settings)
     store = create_store(settings)
     metrics = Metrics()
-    sio, hub, handlers = build_server(settings, store, metrics)
+    sio, hub, handlers = build_server(settings, store, metrics, verifier)
     sio.attach(app)
     app[STORE] = store
     app[METRICS] = metrics
@@ -56,7 +72,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
-    add_api_routes(app, store, settings, metrics)
+    add_api_routes(app, store, settings, metrics, verifier)
     add_page_routes(app)
 
     async def drain(app: web.Application) -> None:

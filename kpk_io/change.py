@@ -43,6 +43,9 @@ class CommittedChange:
     # when a room's history was rewritten (Redis lost data, then moved on past it).
     tag: str | None = None
     prev: str | None = None
+    # Who made it, when auth is on: {user, name?} from the writer's token ({user: "api"} for
+    # the HTTP API's key).
+    by: Mapping[str, str] | None = None
 
     def to_wire(self) -> dict[str, JSON]:
         """The body of an `update` event and of a `sync` change entry."""
@@ -57,6 +60,8 @@ class CommittedChange:
             body["id"] = self.id
         if self.tag is not None:
             body["tag"] = self.tag
+        if self.by is not None:
+            body["by"] = dict(self.by)
         return body
 
     @classmethod
@@ -68,9 +73,22 @@ class CommittedChange:
             for name, value in (("id", change_id), ("tag", tag), ("prev", prev)):
                 if value is not None and not isinstance(value, str):
                     raise TypeError(f"{name} {value!r}")
-            return cls(room, int(body["rev"]), change, change_id, None, tag, prev)
+            by = _by(body.get("by"))
+            return cls(room, int(body["rev"]), change, change_id, None, tag, prev, by)
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a change: {exc!r}") from exc
+
+
+def _by(value: object) -> dict[str, str] | None:
+    """A change's `by`: {user} or {user, name}, strings; other fields are left out."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not isinstance(value.get("user"), str):
+        raise TypeError(f"by {value!r}")
+    name = value.get("name")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"by {value!r}")
+    return {"user": value["user"]} if name is None else {"user": value["user"], "name": name}
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ result and is not sent twice. docs/protocol.md describes the algorithm.
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import secrets
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeAlias
 
 import socketio
 
@@ -33,6 +34,8 @@ __all__ = ["Change", "KpkClient", "KpkError", "Room", "RoomChange", "Status"]
 
 Status = Literal["connecting", "connected", "offline", "error"]
 StatusListener = Callable[[Status, Exception | None], None]
+# A token, or a function (plain or async) that returns one: asked on every (re)connect.
+TokenSource: TypeAlias = str | Callable[[], str] | Callable[[], Awaitable[str]]
 
 
 class KpkClient:
@@ -40,6 +43,7 @@ class KpkClient:
         self,
         url: str,
         *,
+        token: TokenSource | None = None,
         auth: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
         transports: list[str] | None = None,
         request_timeout: float = 10.0,
@@ -47,7 +51,10 @@ class KpkClient:
         reconnection_delay_max: float = 5.0,
     ) -> None:
         self.url = url
+        self._token = token
         self._auth = auth
+        # Why the server last refused a connect (e.g. `unauthorized`), until one succeeds.
+        self.refused: KpkError | None = None
         self._transports = transports
         self._timeout = request_timeout
         self._id_prefix = secrets.token_hex(8)  # ids must be unique per room: see protocol.md
@@ -93,6 +100,9 @@ class KpkClient:
         return remove
 
     async def connect(self) -> None:
+        """Connect; raises KpkError with the server's code (e.g. `unauthorized`) when it
+        refuses the connection."""
+        self.refused = None
         self._set_status("connecting")
         try:
             await self.sio.connect(
@@ -103,13 +113,18 @@ class KpkClient:
             )
         except socketio.exceptions.ConnectionError as exc:
             self._set_status("error" if self._status == "error" else "offline", exc)
+            if self.refused is not None:
+                raise self.refused from None
             raise
 
-    def _connect_auth(self) -> dict[str, Any]:
-        """Asked again on every reconnect, so a callable `auth` can hand out fresh tokens.
-        `client` is this client's secret: it makes the server's dedupe of re-sent changes
-        (by id) this client's own, see docs/protocol.md."""
-        given = self._auth() if callable(self._auth) else dict(self._auth or {})
+    async def _connect_auth(self) -> dict[str, Any]:
+        """Asked again on every reconnect, so a token function (or a callable `auth`) can
+        hand out fresh tokens. `client` is this client's secret: it makes the server's
+        dedupe of re-sent changes (by id) this client's own, see docs/protocol.md."""
+        given = dict(self._auth() if callable(self._auth) else self._auth or {})
+        if self._token is not None:
+            token = self._token() if callable(self._token) else self._token
+            given["token"] = await token if inspect.isawaitable(token) else token
         return {**given, "client": self._secret}
 
     async def close(self) -> None:
@@ -191,6 +206,7 @@ class KpkClient:
                 log.exception("a status listener failed")
 
     async def _on_connect(self) -> None:
+        self.refused = None
         self._live = True
         self._set_status("connected")
         for room in list(self._rooms.values()):
@@ -203,7 +219,9 @@ class KpkClient:
             detail = data.get("data")
             code = detail.get("error") if isinstance(detail, dict) else None
             message = str(data.get("message", "connection refused"))
-            self._set_status("error", KpkError(str(code or "refused"), message))
+            self.refused = KpkError(str(code or "refused"), message, data)
+            log.warning("connection refused: %s", self.refused)
+            self._set_status("error", self.refused)
 
     async def _on_given_up(self) -> None:
         self._set_status("offline")

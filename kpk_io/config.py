@@ -6,6 +6,7 @@ stops the process with a message naming where it came from.
 """
 
 import ipaddress
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -189,6 +190,20 @@ def _networks(value: object) -> tuple[str, ...]:
     return networks
 
 
+# RFC 7518: an HS256 key must be at least as long as the hash (256 bits).
+MIN_JWT_SECRET_BYTES = 32
+
+
+def _jwt_secret(value: object) -> str | None:
+    secret = _optional_text(value)
+    if secret is not None and len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+        raise ValueError(
+            f"expected at least {MIN_JWT_SECRET_BYTES} bytes (HS256 needs a 256-bit key); "
+            "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return secret
+
+
 def _readable_file(value: object) -> str | None:
     path = _optional_text(value)
     if path is not None and not Path(path).is_file():
@@ -220,7 +235,7 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "ping_timeout": _seconds,
     "room_ttl": _int_between(0, 36_500),
     "history_bytes": _int_between(1024, 1 << 40),
-    "jwt_secret": _optional_text,
+    "jwt_secret": _jwt_secret,
     "jwt_public_key": _readable_file,
     "jwt_leeway": _int_between(0, 3600),
     "jwt_audience": _optional_text,
@@ -344,3 +359,35 @@ def _from_toml(path: str) -> dict[str, object]:
     if unknown:
         raise ConfigError(f"config file {path}: unknown settings {unknown}")
     return data
+
+
+@dataclass(frozen=True)
+class SigningSettings:
+    """What kpk_io.tokens signs with when its caller names no key: KPK_IO_JWT_SECRET, or the
+    PEM private key file KPK_IO_JWT_PRIVATE_KEY; KPK_IO_JWT_AUDIENCE and KPK_IO_JWT_ISSUER."""
+
+    secret: str | None = None
+    private_key: str | None = None
+    audience: str | None = None
+    issuer: str | None = None
+
+
+def signing_settings(environ: Mapping[str, str] | None = None) -> SigningSettings:
+    """The SigningSettings of `environ` (default: this process's environment); raises
+    ConfigError for a bad value."""
+    env = os.environ if environ is None else environ
+    parsers = {
+        "secret": ("JWT_SECRET", _jwt_secret),
+        "private_key": ("JWT_PRIVATE_KEY", _readable_file),
+        "audience": ("JWT_AUDIENCE", _optional_text),
+        "issuer": ("JWT_ISSUER", _optional_text),
+    }
+    values: dict[str, str | None] = {}
+    for name, (variable, parse) in parsers.items():
+        raw = env.get(ENV_PREFIX + variable)
+        if raw is not None:
+            try:
+                values[name] = parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{ENV_PREFIX}{variable}: {exc}") from None
+    return SigningSettings(**values)

@@ -18,10 +18,12 @@ from typing import Any
 
 import socketio
 
+from kpk_io.access import AccessControl
 from kpk_io.address import ConnectionCounts, TrustedProxies
 from kpk_io.change import JSON
 from kpk_io.config import Settings
 from kpk_io.hub import Hub
+from kpk_io.identity import Identity, Unauthorized
 from kpk_io.limits import Limits
 from kpk_io.logs import bind_request
 from kpk_io.metrics import Metrics
@@ -71,8 +73,12 @@ _REQUESTS: Bucket = attrgetter("requests")
 
 
 class Handlers:
-    def __init__(self, store: StateStore, hub: Hub, metrics: Metrics, settings: Settings) -> None:
+    def __init__(
+        self, store: StateStore, hub: Hub, metrics: Metrics, settings: Settings,
+        access: AccessControl,
+    ) -> None:
         self._store = store
+        self._access = access
         self._max_rooms = settings.max_rooms
         self._limits = Limits.from_settings(settings)
         self._proxies = TrustedProxies(settings.trusted_proxies)
@@ -94,6 +100,7 @@ class Handlers:
         {error, message}: python-socketio gives the client no answer at all for any other
         exception, and keeps the half-made connection."""
         try:
+            identity = self._authenticate(auth)
             connection = self._admit(sid, environ, auth)
         except ProtocolError as exc:
             log.info("connection refused: %s %s", exc.code, exc.message)
@@ -103,7 +110,15 @@ class Handlers:
             data = ProtocolError(ErrorCode.INTERNAL, "internal error").to_data()
             raise socketio.exceptions.ConnectionRefusedError("internal error", data) from None
         self._connections[sid] = connection
+        self._access.start(sid, identity)
         self._metrics.connections.inc()
+
+    def _authenticate(self, auth: object) -> Identity | None:
+        """The identity of the connect `auth`'s token; None when auth is off."""
+        try:
+            return self._access.admit(auth)
+        except Unauthorized as exc:
+            raise ProtocolError(ErrorCode.UNAUTHORIZED, exc.message) from None
 
     def _admit(self, sid: str, environ: dict[str, Any], auth: object) -> _Connection:
         secret = client_secret(auth)
@@ -130,6 +145,7 @@ class Handlers:
         self._metrics.connections.dec()
         self._per_address.release(connection.address)
         self._hub.forget(sid)
+        self._access.forget(sid)
 
     @property
     def connection_count(self) -> int:
@@ -204,6 +220,7 @@ class Handlers:
 
     async def _join(self, sid: str, data: object) -> Ack:
         room = parse_room_request(data)
+        self._access.require_read(sid, room)
         joined = self._hub.rooms_joined(sid)
         if joined >= self._max_rooms and not self._hub.is_member(sid, room):
             message = f"a connection may join at most {self._max_rooms} rooms; leave one first"
@@ -222,6 +239,7 @@ class Handlers:
     async def _update(self, sid: str, data: object) -> Ack:
         request = parse_update(data, self._limits)
         self._require_member(sid, request.room)
+        self._access.require_write(sid, request.room)
         started = time.perf_counter()
         result = await self._store.commit(
             request.room,
@@ -230,6 +248,7 @@ class Handlers:
             change_id=request.id,
             dedupe_key=dedupe_key(self._sender(sid), request.id),
             origin=sid,
+            by=self._access.by(sid),
         )
         self._metrics.commit_seconds.observe(time.perf_counter() - started)
         if isinstance(result, Conflict):
@@ -245,6 +264,7 @@ class Handlers:
     async def _sync(self, sid: str, data: object) -> Ack:
         request = parse_sync(data)
         self._require_member(sid, request.room)
+        self._access.require_read(sid, request.room)
         changes = await self._store.changes_since(request.room, request.since, request.tag)
         if changes is None:
             snapshot = await self._store.snapshot(request.room)

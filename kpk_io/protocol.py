@@ -40,6 +40,8 @@ class ErrorCode(StrEnum):
     TOO_LARGE = "too_large"
     RATE_LIMITED = "rate_limited"
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    UNAUTHORIZED = "unauthorized"  # connect: no usable token
+    FORBIDDEN = "forbidden"  # the token does not allow this room, or only reading it
 
 
 class ProtocolError(Exception):

@@ -95,8 +95,10 @@ async def read_room(store: StateStore, room: str) -> Snapshot:
         return await store.snapshot(checked)
 
 
-async def commit_change(store: StateStore, request: UpdateRequest) -> int:
-    """Commit a checked update and return its rev."""
+async def commit_change(
+    store: StateStore, request: UpdateRequest, by: Mapping[str, str] | None = None
+) -> int:
+    """Commit a checked update and return its rev; `by` names who made it."""
     with _refusals():
         result = await store.commit(
             request.room,
@@ -104,6 +106,7 @@ async def commit_change(store: StateStore, request: UpdateRequest) -> int:
             base_rev=request.base_rev,
             change_id=request.id,
             dedupe_key=dedupe_key(_SENDER, request.id),
+            by=by,
         )
     if isinstance(result, Conflict):
         message = f"the room is at rev {result.rev}"

@@ -4,11 +4,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from kpk_io.access import AccessControl
 from kpk_io.change import CommittedChange
 from kpk_io.config import Settings
 from kpk_io.engine import NAMESPACE, Outbox, Server, drop_transport, slow_consumers
 from kpk_io.handlers import Handlers
 from kpk_io.hub import Hub
+from kpk_io.identity import TokenVerifier
 from kpk_io.metrics import SLOW_CONSUMER_PACKETS, Metrics
 from kpk_io.protocol import Event
 from kpk_io.rooms import sio_room
@@ -46,7 +48,7 @@ class SocketMembers:
 
 
 def build_server(
-    settings: Settings, store: StateStore, metrics: Metrics
+    settings: Settings, store: StateStore, metrics: Metrics, verifier: TokenVerifier | None
 ) -> tuple[Server, Hub, Handlers]:
     # Updates do not go through a Socket.IO client manager: the store's commit script
     # publishes each change on its room's own channel and each node's hub relays it to its
@@ -65,7 +67,14 @@ def build_server(
     metrics.track_rooms(lambda: hub.room_count)
     metrics.track_gaps_filled(lambda: hub.catch_ups)
     metrics.track_slow_consumers(lambda: slow_consumers(sio, SLOW_CONSUMER_PACKETS))
-    handlers = Handlers(store, hub, metrics, settings)
+
+    async def expire(sid: str) -> None:
+        eio_sid = sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+        if eio_sid is not None:
+            await drop_transport(sio, eio_sid)
+
+    access = AccessControl(verifier, expire)
+    handlers = Handlers(store, hub, metrics, settings, access)
     # `connect_error` has no handler here, so a client's event of that name reaches `*`.
     sio.on("connect", _lifecycle(sio, "connect", handlers.connect, handlers.unknown))
     sio.on("disconnect", _lifecycle(sio, "disconnect", handlers.disconnect, handlers.unknown))

@@ -65,6 +65,7 @@ async def test_patch_reaches_members_on_every_node(
             assert untagged(await member.wait_updates("plan", 1)) == [{
                 "room": "plan", "rev": 1, "set": {"title": "Q1", "done": None},
                 "unset": ["draft"], "replace": False, "id": "cron-1",
+                "by": {"user": "api"},  # the API key's changes say so
             }]
     status, answer = await request(http, "GET", room_url(nodes[2], "plan"))
     assert (status, answer) == (200, {"room": "plan", "rev": 1,
@@ -84,7 +85,8 @@ async def test_delete_empties_the_room_with_a_replace(
         assert (status, answer) == (200, {"room": "plan", "rev": 2})
         for member in everywhere:
             assert untagged(await member.wait_updates("plan", 1)) == [
-                {"room": "plan", "rev": 2, "set": {}, "unset": [], "replace": True}
+                {"room": "plan", "rev": 2, "set": {}, "unset": [], "replace": True,
+                 "by": {"user": "api"}}
             ]
     status, answer = await request(http, "GET", room_url(nodes[0], "plan"))
     assert (status, answer) == (200, {"room": "plan", "rev": 2, "state": {}})

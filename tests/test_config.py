@@ -83,3 +83,9 @@ def test_trusted_proxies_must_be_networks() -> None:
     assert settings.trusted_proxies == ("10.0.0.0/8", "127.0.0.1")
     with pytest.raises(ConfigError, match="KPK_IO_TRUSTED_PROXIES: 'nginx' is not an IP"):
         load_settings({}, {"KPK_IO_TRUSTED_PROXIES": "nginx"})
+
+
+def test_a_jwt_secret_shorter_than_256_bits_is_refused() -> None:
+    with pytest.raises(ConfigError, match="KPK_IO_JWT_SECRET: expected at least 32 bytes"):
+        load_settings({}, {"KPK_IO_JWT_SECRET": "short"})
+    assert load_settings({}, {"KPK_IO_JWT_SECRET": "x" * 32}).jwt_secret == "x" * 32

@@ -1,6 +1,7 @@
 """The contract every state store honours; tests/test_store.py runs against each one."""
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -131,6 +132,7 @@ class StateStore(Protocol):
         change_id: str | None = None,
         dedupe_key: str | None = None,
         origin: str | None = None,
+        by: Mapping[str, str] | None = None,
     ) -> CommittedChange | Conflict | Duplicate | TooLarge:
         """Apply `change` atomically and publish it to every watcher of the room.
 
@@ -139,7 +141,8 @@ class StateStore(Protocol):
         unless the room is at that rev (Conflict otherwise). A `dedupe_key` already committed
         to the room within dedupe_window() revs changes nothing (Duplicate, with its rev), so a
         change sent again after a lost acknowledgement is applied once. `change_id` and
-        `origin` (the sender's socket id) are kept with the change in the log and the feed.
+        `origin` (the sender's socket id) and `by` (who made it) are kept with the change in
+        the log and the feed.
 
         The log keeps the newest `history` changes whose encoded size stays within
         `history_bytes`, and never fewer than the newest one. With a retention (`room_ttl`),

@@ -3,6 +3,7 @@
 import json
 import time
 from collections import OrderedDict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from kpk_io.change import Change, CommittedChange, Snapshot, encode_json
@@ -93,6 +94,7 @@ class MemoryStateStore:
         change_id: str | None = None,
         dedupe_key: str | None = None,
         origin: str | None = None,
+        by: Mapping[str, str] | None = None,
     ) -> CommittedChange | Conflict | Duplicate | TooLarge:
         data = self._live(room) or _Room()  # stored once committed
         if dedupe_key is not None and dedupe_key in data.ids:
@@ -116,7 +118,8 @@ class MemoryStateStore:
         copied = {name: json.loads(text) for name, text in encoded.items()}
         stored = Change(copied, change.unset, change.replace)
         prev = data.log[-1].tag if data.log else ""
-        committed = CommittedChange(room, data.rev, stored, change_id, origin, new_tag(), prev)
+        committed = CommittedChange(room, data.rev, stored, change_id, origin, new_tag(), prev,
+                                    None if by is None else dict(by))
         self._append(data, committed)
         if dedupe_key is not None:
             data.ids[dedupe_key] = data.rev

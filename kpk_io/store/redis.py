@@ -6,7 +6,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -172,6 +172,7 @@ class RedisStateStore:
         change_id: str | None = None,
         dedupe_key: str | None = None,
         origin: str | None = None,
+        by: Mapping[str, str] | None = None,
     ) -> CommittedChange | Conflict | Duplicate | TooLarge:
         keys = _keys(self._prefix, room)
         encoded = [(name, encode_json(value)) for name, value in change.set.items()]
@@ -180,7 +181,9 @@ class RedisStateStore:
         body = (
             f'"set":{{{fields}}},"unset":{encode_json(list(change.unset))},'
             f'"replace":{encode_json(change.replace)},"id":{encode_json(change_id)},'
-            f'"origin":{encode_json(origin)},"time":{round(time.time() * 1000)}}}'
+            f'"origin":{encode_json(origin)},"time":{round(time.time() * 1000)}'
+            + ("" if by is None else f',"by":{encode_json(dict(by))}')
+            + "}"
         )
         args: list[str | int] = [
             "" if base_rev is None else base_rev,
@@ -210,7 +213,8 @@ class RedisStateStore:
         if status == 3:
             # The script found the room past a bound; exceeds() says which.
             return exceeds(self._limits, int(rest[1]), int(rest[2])) or TooLarge("too large")
-        return CommittedChange(room, rev, change, change_id, origin, tag)
+        return CommittedChange(room, rev, change, change_id, origin, tag,
+                               by=None if by is None else dict(by))
 
     async def _commit_with_retries(self, keys: _RoomKeys, args: list[str | int]) -> list[Any]:
         for attempt in range(1, _COMMIT_ATTEMPTS + 1):

@@ -7,8 +7,13 @@
  * @typedef {{set: State, unset: string[], replace: boolean}} Change
  */
 /**
- * A change as the server committed it: its revision and the id its sender gave it.
- * @typedef {Change & {rev: number, id?: string, tag?: string}} Committed
+ * Who made a change, when the server checks tokens: the token's `sub` and `name`.
+ * @typedef {{user: string, name?: string}} By
+ */
+/**
+ * A change as the server committed it: its revision, the id its sender gave it, and (with
+ * auth on) who made it.
+ * @typedef {Change & {rev: number, id?: string, tag?: string, by?: By}} Committed
  */
 
 /**
@@ -104,13 +109,20 @@ export function committedFromWire(body) {
     Array.isArray(body.unset) &&
     body.unset.every((name) => typeof name === "string") &&
     (body.id === undefined || typeof body.id === "string") &&
-    (body.tag === undefined || typeof body.tag === "string");
+    (body.tag === undefined || typeof body.tag === "string") &&
+    (body.by == null || isBy(body.by));
   if (!ok) throw new TypeError(`not a change: ${JSON.stringify(body)}`);
   /** @type {Committed} */
   const committed = { rev: body.rev, set: body.set, unset: body.unset, replace: body.replace === true };
   if (body.id !== undefined) committed.id = body.id;
   if (body.tag !== undefined) committed.tag = body.tag;
+  if (body.by != null) committed.by = body.by.name === undefined ? { user: body.by.user } : { user: body.by.user, name: body.by.name };
   return committed;
+}
+
+/** @param {unknown} by @returns {by is By} */
+function isBy(by) {
+  return isPlainObject(by) && typeof by.user === "string" && (by.name === undefined || typeof by.name === "string");
 }
 
 /** @param {unknown} value @returns {value is Record<string, any>} */

@@ -175,6 +175,16 @@ export class KpkClient extends EventTarget {
     this.#disconnect();
   }
 
+  /**
+   * Connect again after the server refused the connection (status `error`, e.g. code
+   * `unauthorized`): the token function is asked again, and every room joins again.
+   */
+  reconnect() {
+    if (this.#socket.connected || this.#socket.active) return;
+    this.#setStatus("connecting", null);
+    this.#socket.connect();
+  }
+
   /** Close the connection when its last room is closed (as `join(url, ...)` does). */
   closeWithLastRoom() {
     this.#closeWithLastRoom = true;
@@ -193,9 +203,14 @@ export class KpkClient extends EventTarget {
       this.#unanswered.clear();
       this.#setStatus(socket.active && !browserOffline() ? "connecting" : "offline", this.#error);
     });
-    socket.on("connect_error", (/** @type {Error} */ error) => {
+    socket.on("connect_error", (/** @type {Error & {data?: any}} */ error) => {
       // Refused by the server (not a network failure): socket.io-client does not retry.
-      this.#setStatus(socket.active ? this.#status : "error", error);
+      // The server's refusals carry {error, message}: `unauthorized` means the token is
+      // missing, bad or expired; fetch a fresh one and call reconnect().
+      const refusal = typeof error.data?.error === "string"
+        ? new KpkError(error.data.error, String(error.data.message ?? error.message), error.data)
+        : error;
+      this.#setStatus(socket.active ? this.#status : "error", refusal);
     });
     socket.io.on("reconnect_failed", () => this.#setStatus("offline", this.#error));
     // A server shutting down sends an Engine.IO CLOSE packet; engine.io-client acts on it

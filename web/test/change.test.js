@@ -71,3 +71,14 @@ test("committedFromWire checks the shape of an update", () => {
     assert.throws(() => committedFromWire(bad), TypeError);
   }
 });
+
+test("committedFromWire keeps who made a change, and checks it", () => {
+  const body = { room: "r", rev: 1, set: {}, unset: [], replace: false };
+  assert.deepEqual(committedFromWire({ ...body, by: { user: "ann", name: "Ann", extra: 1 } }).by, { user: "ann", name: "Ann" });
+  assert.deepEqual(committedFromWire({ ...body, by: { user: "api" } }).by, { user: "api" });
+  assert.equal(committedFromWire(body).by, undefined);
+  assert.equal(committedFromWire({ ...body, by: null }).by, undefined);
+  for (const by of ["ann", { name: "Ann" }, { user: 1 }, { user: "ann", name: 2 }]) {
+    assert.throws(() => committedFromWire({ ...body, by }), TypeError);
+  }
+});
