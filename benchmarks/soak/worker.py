@@ -47,6 +47,8 @@ class Signals:
 
 def work(spec: WorkerSpec, signals: Signals) -> None:
     """The process entry point."""
+    # The clients' retry warnings would bury the progress bar; their errors still show.
+    logging.getLogger("kpk_io").setLevel(logging.ERROR)
     try:
         asyncio.run(_work(spec, signals))
     except Exception as exc:  # the coordinator reports it; the run fails
