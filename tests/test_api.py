@@ -1,5 +1,6 @@
 """The HTTP API on real `kpk-io serve` processes sharing one Redis, seen by real members."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -152,6 +153,11 @@ async def test_the_api_is_off_without_a_key(
         ("plan", {"set": {"a": 1}, "unset": ["a"]}, "invalid_update"),
         ("plan", {"set": {"a": 1}, "rev": -1}, "invalid_update"),
         ("plan", b'{"set": {"a": NaN}}', "invalid_update"),
+        ("plan", b'{"set": {"a": ' + b"[" * 5000 + b"]" * 5000 + b"}}", "invalid_request"),
+        ("plan", b'{"set": {"a": ' + b"[" * 900 + b"]" * 900 + b"}}", "invalid_update"),
+        ("plan", b"[" * 100_000, "invalid_request"),
+        ("plan", b'{"set": {"a": "\xff"}}', "invalid_request"),
+        ("plan", b'{"set": {"a": "\\ud800"}}', "invalid_update"),
         ("undefined", {"set": {"a": 1}}, "invalid_room"),
         ("%20", {"set": {"a": 1}}, "invalid_room"),
         ("a%00b", {"set": {"a": 1}}, "invalid_room"),
@@ -196,6 +202,53 @@ async def test_a_body_over_the_limit_is_refused(
     status, answer = await request(http, "PATCH", room_url(node, "plan"), body)
 
     assert (status, answer["error"]) == (413, "too_large")
+    assert answer["message"]
+    assert (await request(http, "PATCH", room_url(node, "plan"), {"set": {"a": 1}}))[0] == 200
+
+
+async def test_the_limits_hold_for_the_api_with_the_same_codes(
+    start_kpk: StartKpk, http: aiohttp.ClientSession
+) -> None:
+    node = start_kpk("--max-update-bytes", "100", "--max-state-bytes", "150",
+                     "--max-fields", "2", "--max-field-name", "4",
+                     env={"KPK_IO_API_KEY": API_KEY})
+    url = room_url(node, "plan")
+    refusals = [
+        ({"set": {"a": "x" * 100}}, 413, "too_large"),
+        ({"set": {"a": 1, "b": 2, "c": 3}}, 413, "too_large"),
+        ({"set": {"longer": 1}}, 400, "invalid_update"),
+    ]
+    for body, status, code in refusals:
+        answer = await request(http, "PATCH", url, body)
+        assert (answer[0], answer[1]["error"]) == (status, code), answer
+        assert answer[1]["message"]
+    assert (await request(http, "PATCH", url, {"set": {"a": "x" * 90}}))[0] == 200
+    status, answer = await request(http, "PATCH", url, {"set": {"b": "y" * 70}})
+    assert (status, answer["error"]) == (413, "too_large")
+    assert await request(http, "GET", url) == (200, {
+        "room": "plan", "rev": 1, "state": {"a": "x" * 90}
+    })
+
+
+async def test_the_api_is_rate_limited_per_client_address(
+    start_kpk: StartKpk, http: aiohttp.ClientSession
+) -> None:
+    node = start_kpk("--rate-limit", "0.5", "--rate-burst", "2",
+                     env={"KPK_IO_API_KEY": API_KEY})
+    url = room_url(node, "plan")
+    assert (await request(http, "PATCH", url, {"set": {"a": 1}}))[0] == 200
+    assert (await request(http, "DELETE", url))[0] == 200
+    async with http.patch(url, json={"set": {"a": 2}}, headers=AUTH) as response:
+        status, answer = response.status, await response.json()
+        retry_header = response.headers["Retry-After"]
+    assert (status, answer["error"]) == (429, "rate_limited")
+    assert 0 < answer["retry_after"] <= 2000 and answer["message"]
+    assert retry_header in {"1", "2"}
+    assert (await request(http, "GET", url))[1]["rev"] == 2  # reads have their own bucket
+    await asyncio.sleep(answer["retry_after"] / 1000)
+    assert (await request(http, "PATCH", url, {"set": {"a": 3}})) == (
+        200, {"room": "plan", "rev": 3}
+    )
 
 
 async def test_an_unreachable_store_answers_unavailable(

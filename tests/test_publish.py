@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from kpk_io.change import CommittedChange, Snapshot, State
 from kpk_io.client import KpkClient, Room
+from kpk_io.limits import Limits, Rate
 from kpk_io.publish import AsyncPublisher, Publisher, PublishError
 from kpk_io.store.redis import _keys
 from tests.conftest import StartKpk
@@ -233,3 +234,41 @@ async def test_every_commit_and_every_join_renews_the_room_ttl(
         assert await renewed()
     finally:
         await raw.aclose()
+
+
+async def test_publishers_obey_the_servers_limits(
+    redis_server: RedisServer, key_prefix: str
+) -> None:
+    limits = Limits(update_bytes=100, state_bytes=150, fields=2, field_name=4, depth=2,
+                    updates=Rate(0, 1))
+    async with AsyncPublisher(redis_server.url, key_prefix=key_prefix, limits=limits) as pub:
+        refusals = [
+            (pub.update("plan", {"a": "x" * 100}), "too_large"),
+            (pub.update("plan", {"longer": 1}), "invalid_update"),
+            (pub.update("plan", {"a": [[[]]]}), "invalid_update"),
+            (pub.update("plan", {"a": 1, "b": 2, "c": 3}), "too_large"),
+        ]
+        for call, code in refusals:
+            with pytest.raises(PublishError) as refused:
+                await call
+            assert refused.value.code == code
+        assert await pub.update("plan", {"a": "x" * 90}) == 1
+        with pytest.raises(PublishError) as refused:
+            await pub.update("plan", {"b": "y" * 70})  # 93 + 73 > 150: the room's bound
+        assert refused.value.code == "too_large"
+        assert rev_and_state(await pub.get("plan")) == (1, {"a": "x" * 90})
+        assert await pub.update("plan", {"b": 1}) == 2
+
+
+async def test_publishers_are_rate_limited(redis_server: RedisServer, key_prefix: str) -> None:
+    limits = Limits(updates=Rate(0.5, 2), requests=Rate(0, 1))
+    async with AsyncPublisher(redis_server.url, key_prefix=key_prefix, limits=limits) as pub:
+        assert await pub.update("plan", {"a": 1}) == 1
+        assert await pub.delete("plan") == 2
+        with pytest.raises(PublishError) as refused:
+            await pub.update("plan", {"a": 2})
+        assert refused.value.code == "rate_limited"
+        assert refused.value.retry_after is not None and 0 < refused.value.retry_after <= 2000
+        assert rev_and_state(await pub.get("plan")) == (2, {})  # reads: not limited here
+        await asyncio.sleep(refused.value.retry_after / 1000)
+        assert await pub.update("plan", {"a": 3}) == 3

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from kpk_io.change import Change, CommittedChange
+from kpk_io.limits import Limits
 from kpk_io.store.base import (
     Conflict,
     Duplicate,
@@ -17,6 +18,7 @@ from kpk_io.store.base import (
     RoomSummary,
     StateStore,
     StoreUnavailable,
+    TooLarge,
 )
 from kpk_io.store.memory import MemoryStateStore
 from kpk_io.store.redis import RedisStateStore, _keys
@@ -484,3 +486,48 @@ async def test_redis_lists_only_its_own_prefix_and_refuses_a_foreign_cursor(
     finally:
         await globbing.close()
         await plain.close()
+
+
+async def test_a_change_past_the_rooms_bounds_commits_nothing(new_store: StoreFactory) -> None:
+    store = new_store(limits=Limits(fields=3, state_bytes=40))
+    await commit(store, Change({"a": 1, "b": "x" * 10}))  # 1+1 + 1+12 = 15 bytes
+    before = await store.snapshot(ROOM)
+
+    too_many = await store.commit(ROOM, Change({"c": 1, "d": 2}))
+    too_big = await store.commit(ROOM, Change({"c": "y" * 30}))  # 15 + 1+32 > 40
+
+    assert isinstance(too_many, TooLarge) and "4 fields" in too_many.message
+    assert isinstance(too_big, TooLarge) and "48 bytes" in too_big.message
+    assert await store.snapshot(ROOM) == before
+    assert await store.changes_since(ROOM, before.rev) == []
+
+
+async def test_the_bounds_count_what_the_room_holds_after_the_change(
+    new_store: StoreFactory,
+) -> None:
+    store = new_store(limits=Limits(fields=3, state_bytes=40))
+    await commit(store, Change({"a": 1, "b": 2, "c": 3}))
+    await commit(store, Change({"a": "x" * 20}))  # rewrites a field: still 3 fields
+    await commit(store, Change({"d": 4}, unset=("a", "a")))  # one out, one in
+    assert isinstance(await store.commit(ROOM, Change({"e": 5})), TooLarge)
+    await commit(store, Change({"f": "z" * 35}, replace=True))  # 1+37 bytes, all else gone
+    assert isinstance(await store.commit(ROOM, Change({"g": "v" * 3})), TooLarge)  # 38 + 6
+    await commit(store, Change({}, unset=("f",)))
+    await commit(store, Change({"g": "w" * 36}))  # 1+38 = 39: the size went back to 0
+    assert (await store.snapshot(ROOM)).state == {"g": "w" * 36}
+
+
+async def test_redis_measures_a_room_written_before_sizes_were_kept(
+    redis_server: RedisServer, key_prefix: str
+) -> None:
+    store = RedisStateStore(redis_server.url, prefix=key_prefix,
+                            limits=Limits(state_bytes=30))
+    try:
+        await commit(store, Change({"a": "x" * 20}))  # 1 + 22 = 23 bytes
+        raw = aioredis.Redis.from_url(redis_server.url)
+        await raw.delete(_keys(key_prefix, ROOM).state_size)
+        await raw.aclose()
+        assert isinstance(await store.commit(ROOM, Change({"b": "y" * 5})), TooLarge)
+        await commit(store, Change({"b": 1}))  # 23 + 2 = 25
+    finally:
+        await store.close()
