@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from kpk_io.admin import add_admin_view
 from kpk_io.api import add_api_routes
 from kpk_io.config import Settings, redact_url
 from kpk_io.engine import drop_transport, eio_sids
@@ -64,6 +65,7 @@ def create_app(settings: Settings) -> web.Application:
     metrics = Metrics()
     sio, hub, handlers = build_server(settings, store, metrics, verifier)
     sio.attach(app)
+    add_admin_view(app, sio, settings)
     app[STORE] = store
     app[METRICS] = metrics
     app[SETTINGS] = settings

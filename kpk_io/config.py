@@ -326,7 +326,17 @@ def load_settings(
                     shown = _shown(field.name, raw)
                     raise ConfigError(f"{label(field.name)}: {exc}; got {shown}") from None
                 break
+    _check_admin(values)
     return Settings(**values)
+
+
+def _check_admin(values: Mapping[str, Any]) -> None:
+    """The admin view needs both credentials: one alone is a mistake, not a default."""
+    given = [name for name in ("admin_user", "admin_password") if values.get(name)]
+    if len(given) == 1:
+        missing = ENV_PREFIX + ({"admin_user", "admin_password"} - set(given)).pop().upper()
+        raise ConfigError(f"{ENV_PREFIX}{given[0].upper()} is set but {missing} is not: "
+                          "the admin view needs both (or neither, to stay off)")
 
 
 def _shown(name: str, raw: object) -> str:

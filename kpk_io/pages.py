@@ -36,6 +36,9 @@ _CONTENT_TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".woff2": "font/woff2",
+    ".woff": "font/woff",
 }
 # Revalidate every time (ETag/Last-Modified make that cheap), so an upgraded server never
 # pairs a new page with a cached old client.
@@ -57,7 +60,7 @@ def add_page_routes(app: web.Application) -> None:
 
 def _page(path: Path) -> _Handler:
     async def serve(request: web.Request) -> web.StreamResponse:
-        return _file_response(path, _NO_CACHE)
+        return file_response(path, _NO_CACHE)
 
     return serve
 
@@ -70,12 +73,12 @@ def _files(directory: Path, suffixes: set[str], headers: dict[str, str]) -> _Han
         path = directory / name
         if name.startswith(".") or Path(name).name != name or path.suffix not in suffixes:
             raise web.HTTPNotFound()
-        return _file_response(path, headers)
+        return file_response(path, headers)
 
     return serve
 
 
-def _file_response(path: Path, headers: dict[str, str]) -> web.StreamResponse:
+def file_response(path: Path, headers: dict[str, str]) -> web.StreamResponse:
     if not path.is_file():
         raise web.HTTPNotFound()
     content_type = _CONTENT_TYPES.get(path.suffix, "application/octet-stream")

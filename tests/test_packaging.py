@@ -68,7 +68,8 @@ def installed_server(venv: Path, tmp_path: Path) -> Iterator[str]:
         process = subprocess.Popen(
             [str(venv / "bin" / "kpk-io"), "serve", "--port", str(port)],
             cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
-            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KPK_IO_ADMIN_USER": "ops",
+                 "KPK_IO_ADMIN_PASSWORD": "secret"},
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -100,10 +101,12 @@ def test_the_wheel_holds_the_browser_files_and_nothing_else_of_web(wheel: Path) 
     assert {"kpk_io/store/commit.lua", "kpk_io/py.typed"} <= names
     browser = {
         "kpk_io/web/" + str(path.relative_to(WEB))
-        for pattern in ("index.html", "kpk-io/*.js", "demo/*")
+        for pattern in ("index.html", "kpk-io/*.js", "demo/*", "admin/**/*")
         for path in WEB.glob(pattern)
+        if path.is_file()
     }
     assert "kpk_io/web/kpk-io/socket.io.esm.min.js" in browser
+    assert "kpk_io/web/admin/mdi/fonts/materialdesignicons-webfont.woff2" in browser
     assert browser <= names
     web_files = {name for name in names if name.startswith("kpk_io/web/")}
     assert web_files == browser, "only what a browser loads"
@@ -124,8 +127,14 @@ def test_an_installed_wheel_serves_the_client_the_demo_and_the_index(
         "/kpk-io/socket.io.esm.min.js": WEB / "kpk-io" / "socket.io.esm.min.js",
         "/demo/notes/acme/launch/plan": WEB / "demo" / "notes.html",
         "/demo/assets/notes.js": WEB / "demo" / "notes.js",
+        "/admin/": WEB / "admin" / "index.html",
+        "/admin/kpk-admin.js": WEB / "admin" / "kpk-admin.js",
+        "/admin/mdi/fonts/materialdesignicons-webfont.woff2":
+            WEB / "admin" / "mdi" / "fonts" / "materialdesignicons-webfont.woff2",
     }
     for path, source in pages.items():
         content_type, body = fetch(installed_server + path)
         assert body == source.read_bytes(), path
-        assert content_type.startswith(("text/html", "text/javascript")), (path, content_type)
+        assert content_type.startswith(("text/html", "text/javascript", "font/")), (
+            path, content_type
+        )

@@ -1,8 +1,48 @@
-// Copy socket.io-client's published browser ES module (the version pinned in package.json,
-// installed by `npm ci`) next to kpk-io.js, where `kpk-io serve` serves it.
-import { copyFileSync } from "node:fs";
+// Copy the published browser files that kpk-io serves, at the versions package.json pins
+// (installed by `npm ci`), into the tree:
+// - socket.io-client's ES module next to kpk-io.js;
+// - the Socket.IO Admin UI (@socket.io/admin-ui's built ui/dist) into admin/, with
+//   @mdi/font's icons beside it: its index.html loads Google Fonts and @mdi/font from CDNs,
+//   rewritten here so that every asset is served by kpk-io itself (the Roboto web font is
+//   dropped; the UI falls back to the system's sans-serif), plus kpk-admin.js, which makes
+//   the login form default to the origin that serves it.
+import { copyFileSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 
-const from = new URL("../node_modules/socket.io-client/dist/socket.io.esm.min.js", import.meta.url);
-const to = new URL("../kpk-io/socket.io.esm.min.js", import.meta.url);
-copyFileSync(from, to);
-console.log(`copied ${from.pathname} to ${to.pathname}`);
+const web = new URL("../", import.meta.url);
+const at = (/** @type {string} */ path) => new URL(path, web);
+
+copyFileSync(at("node_modules/socket.io-client/dist/socket.io.esm.min.js"), at("kpk-io/socket.io.esm.min.js"));
+
+const admin = at("admin/");
+rmSync(admin, { recursive: true, force: true });
+cpSync(at("node_modules/@socket.io/admin-ui/ui/dist/"), admin, {
+  recursive: true,
+  filter: (source) => !source.endsWith(".map"),
+});
+mkdirSync(at("admin/mdi/css/"), { recursive: true });
+mkdirSync(at("admin/mdi/fonts/"), { recursive: true });
+copyFileSync(at("node_modules/@mdi/font/css/materialdesignicons.min.css"), at("admin/mdi/css/materialdesignicons.min.css"));
+for (const format of ["woff2", "woff"]) {
+  const name = `materialdesignicons-webfont.${format}`;
+  copyFileSync(at(`node_modules/@mdi/font/fonts/${name}`), at(`admin/mdi/fonts/${name}`));
+}
+writeFileSync(at("admin/kpk-admin.js"), [
+  "// kpk-io: the Admin UI's login form offers the server that serves it (its own default is empty).",
+  'if (!localStorage.getItem("server_url")) localStorage.setItem("server_url", location.origin);',
+  "",
+].join("\n"));
+writeFileSync(at("admin/index.html"), localIndex(readFileSync(at("admin/index.html"), "utf8")));
+console.log("vendored socket.io-client, the Admin UI and @mdi/font");
+
+/** @param {string} html  the Admin UI's index.html as published */
+export function localIndex(html) {
+  const fonts = /<link rel="stylesheet" href="https:\/\/fonts\.googleapis\.com\/[^"]*">/;
+  const icons = /<link rel="stylesheet" href="https:\/\/cdn\.jsdelivr\.net\/npm\/@mdi\/font@[^"]*">/;
+  if (!fonts.test(html) || !icons.test(html)) throw new Error("the Admin UI's index.html changed: update vendor.js");
+  const local = html
+    .replace(fonts, "")
+    .replace(icons, '<link rel="stylesheet" href="mdi/css/materialdesignicons.min.css">')
+    .replace("<script ", '<script src="kpk-admin.js"></script><script ');
+  if (/https?:\/\//.test(local.replace(/<noscript>.*<\/noscript>/s, ""))) throw new Error("a remote asset is left");
+  return local;
+}

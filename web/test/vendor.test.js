@@ -19,3 +19,26 @@ test("the vendored socket.io-client is the pinned version", () => {
 test("the vendored file is byte for byte the one npm installs", { skip: !existsSync(installed) && "no node_modules (npm ci)" }, () => {
   assert.ok(vendored.equals(readFileSync(installed)), "run: cd web && npm ci && npm run vendor");
 });
+
+// admin/ is @socket.io/admin-ui's built UI with every asset local (npm run vendor).
+const adminIndex = readFileSync(new URL("admin/index.html", web), "utf8");
+
+test("the Admin UI's page loads nothing from another origin", () => {
+  const assets = [...adminIndex.matchAll(/(?:href|src)="([^"]+)"/g)].map((match) => match[1]);
+  assert.ok(assets.includes("mdi/css/materialdesignicons.min.css"));
+  assert.ok(assets.includes("kpk-admin.js"));
+  for (const asset of assets) {
+    assert.doesNotMatch(asset, /^(https?:)?\/\//, asset);
+    assert.ok(existsSync(new URL(`admin/${asset}`, web)), `admin/${asset} is vendored`);
+  }
+});
+
+test("the vendored Admin UI and icons are the pinned versions", () => {
+  const pins = JSON.parse(readFileSync(new URL("package.json", web), "utf8")).devDependencies;
+  for (const name of ["@socket.io/admin-ui", "@mdi/font"]) {
+    assert.match(pins[name], /^\d+\.\d+\.\d+$/, `${name}: an exact version`);
+    assert.equal(lock.packages[`node_modules/${name}`].version, pins[name]);
+  }
+  const icons = readFileSync(new URL("admin/mdi/css/materialdesignicons.min.css", web), "utf8");
+  assert.ok(icons.includes(`v=${pins["@mdi/font"]}`));
+});
