@@ -41,9 +41,12 @@ def port_open(port: int) -> bool:
 class RedisServer:
     """A redis-server of the test's own, with append-only persistence in a temporary dir."""
 
-    def __init__(self) -> None:
+    def __init__(self, *options: str) -> None:
+        """`options`: more redis-server options (`--requirepass`, `--tls-port` ...); those
+        given here win over the defaults."""
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="kpk-redis-")
+        self.options = options
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -53,7 +56,7 @@ class RedisServer:
     def start(self) -> None:
         self._process = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-             "--appendonly", "yes", "--save", "", "--daemonize", "no"],
+             "--appendonly", "yes", "--save", "", "--daemonize", "no", *self.options],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_until(lambda: port_open(self.port), what=f"redis on {self.port}")
