@@ -39,6 +39,8 @@ async def run(settings: Settings) -> None:
         # not kill) to the end (a second signal while draining changes nothing).
         loop.add_signal_handler(sig, _settle, stop, sig)
     try:
+        # Bound first: an address we cannot have is the one line said, before any other.
+        sockets = bind(settings)
         app = create_app(settings)
         runner = web.AppRunner(
             app,
@@ -47,11 +49,7 @@ async def run(settings: Settings) -> None:
             shutdown_timeout=settings.shutdown_timeout,
         )
         await runner.setup()
-        try:
-            await _listen(runner, settings)
-        except ListenError:
-            await runner.cleanup()
-            raise
+        await _listen(runner, sockets)
         await report_store(app)
         await _drain_on(await stop, runner, settings)
     finally:
@@ -68,20 +66,41 @@ async def _drain_on(received: signal.Signals, runner: web.AppRunner, settings: S
     log.info("drained; exiting")
 
 
-async def _listen(runner: web.AppRunner, settings: Settings) -> None:
-    site = web.TCPSite(runner, settings.host, settings.port)
+def bind(settings: Settings) -> list[socket.socket]:
+    """Bind every address the host names, as asyncio's create_server would; not listening
+    yet. Raises ListenError."""
     try:
-        await site.start()
-    except OSError as exc:
+        found = socket.getaddrinfo(settings.host or None, settings.port,
+                                   type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
         raise ListenError(_listen_failure(settings, exc)) from None
-    host, port = runner.addresses[0][:2]
-    shown = f"[{host}]" if ":" in host else host
-    log.info("kpk-io %s listening on http://%s:%d", __version__, shown, port)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, protocol, _, address in dict.fromkeys(found):
+            sock = socket.socket(family, kind, protocol)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # "::" means IPv6 only, as with create_server
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise ListenError(_listen_failure(settings, exc)) from None
+    return sockets
+
+
+async def _listen(runner: web.AppRunner, sockets: list[socket.socket]) -> None:
+    for sock in sockets:
+        await web.SockSite(runner, sock).start()
+    for address in runner.addresses:
+        host, port = address[:2]
+        shown = f"[{host}]" if ":" in host else host
+        log.info("kpk-io %s listening on http://%s:%d", __version__, shown, port)
 
 
 def _listen_failure(settings: Settings, exc: OSError) -> str:
     where = f"{settings.host}:{settings.port}"
-    # asyncio's strerror repeats the address; the errno's own text is enough.
     reason = exc.strerror if isinstance(exc, socket.gaierror) else os.strerror(exc.errno or 0)
     if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
         return f"host: cannot listen on {where}: {settings.host!r} is no address here ({reason})"
