@@ -7,6 +7,8 @@
 import { connect, roomFromPath } from "/kpk-io/kpk-io.js";
 
 const PATTERN = "/demo/notes/:org/:project/:page";
+// Where a token pasted into the page is kept: this tab only, never the URL.
+const TOKEN_KEY = "kpk-io-token";
 const ITEM = "item:";
 const STATUS_TEXT = {
   connecting: "Connecting…",
@@ -34,18 +36,37 @@ function main() {
     return;
   }
   $("room-id").textContent = roomId;
-  const client = connect(location.origin);
+  // Asked again on every reconnect; a server without auth ignores the token.
+  const client = connect(location.origin, { token: storedToken });
   const room = client.room(roomId);
   Object.assign(window, { __kpk: { client, room } }); // for the console and the browser tests
 
-  room.on("status", ({ status, reconnecting }) => showStatus(reconnecting ? "reconnecting" : status));
+  room.on("status", ({ status, reconnecting, error }) => {
+    showStatus(reconnecting ? "reconnecting" : status);
+    if (status === "error" && error?.code === "unauthorized") askForToken(error.message, () => client.reconnect());
+    if (status === "live") {
+      $("token-form").hidden = true;
+      if ($("fields").disabled) {
+        // Live after a token was pasted: room.ready had failed before that.
+        $("fields").disabled = false;
+        render(room);
+      }
+    }
+  });
   room.on("pending", ({ count }) => {
     showPending(count);
     $("rev").textContent = String(room.rev); // acks move the rev too
   });
-  room.on("change", () => render(room));
+  room.on("change", (/** @type {{by?: {user: string, name?: string}}} */ change) => {
+    if (change.by) showAuthor(change.by.name ?? change.by.user);
+    render(room);
+  });
   room.on("error", ({ error, change }) => {
     if (change) flash(`A change was refused by the server (${error.code}) and undone.`);
+    if (!change && error.code === "forbidden") {
+      // The rights come with the connection's token: another one needs a new page load.
+      askForToken(`Your token does not admit room ${roomId}.`, () => location.reload());
+    }
     render(room);
   });
   room.ready.then(
@@ -53,10 +74,52 @@ function main() {
       $("fields").disabled = false;
       render(room);
     },
-    (error) => showProblem(`The server refused this room: ${error.message}`),
+    (error) => {
+      // The status and error listeners ask for a token when that is the problem.
+      if (error.code !== "unauthorized" && error.code !== "forbidden") {
+        showProblem(`The server refused this room: ${error.message}`);
+      }
+    },
   );
   bindInputs(room);
   $("copy-link").addEventListener("click", copyLink);
+}
+
+/**
+ * Show the token form; `retry` runs once a token is pasted.
+ * @param {string} reason
+ * @param {() => void} retry
+ */
+function askForToken(reason, retry) {
+  const form = $("token-form");
+  $("token-reason").textContent = reason;
+  form.hidden = false;
+  form.onsubmit = (event) => {
+    event.preventDefault();
+    try {
+      sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+    } catch {
+      flash("This browser keeps no token for this page (storage is blocked).");
+    }
+    $("token").value = "";
+    form.hidden = true;
+    retry();
+  };
+}
+
+/** The token pasted in this tab, or "" (storage may be off limits, e.g. in a third-party frame). */
+function storedToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) ?? "";
+  } catch {
+    return "";
+  }
+}
+
+/** @param {string} who */
+function showAuthor(who) {
+  $("by-name").textContent = who;
+  $("by").hidden = false;
 }
 
 /** @param {import("/kpk-io/kpk-io.js").Room} room */

@@ -287,7 +287,8 @@ export class KpkClient extends EventTarget {
 function authWith(token, client) {
   if (token === undefined) return { client };
   return (/** @type {(auth: {token: string, client: string}) => void} */ callback) => {
-    Promise.resolve(typeof token === "function" ? token() : token).then(
+    // A function that throws is a failed token, like one whose promise rejects.
+    new Promise((resolve) => resolve(typeof token === "function" ? token() : token)).then(
       (value) => callback({ token: value, client }),
       (error) => {
         console.error("kpk-io: the token function failed", error);
