@@ -9,9 +9,11 @@ import pytest
 import socketio
 
 from kpk_io.change import CommittedChange
+from kpk_io.client import KpkClient, KpkError
 from kpk_io.tokens import issue
 from tests.auth_keys import OTHER_SECRET, SECRET, KeyPair, claims, handmade, hs256
 from tests.conftest import StartKpk
+from tests.polling import eventually
 from tests.processes import KpkServer
 from tests.sockets import Member, untagged
 
@@ -222,3 +224,22 @@ def test_by_on_the_wire_is_checked() -> None:
     for bad in ("ann", {"name": "Ann"}, {"user": 1}, {"user": "ann", "name": 2}):
         with pytest.raises(ValueError, match="not a change"):
             CommittedChange.from_wire("r", {**body, "by": bad})
+
+
+async def test_python_client_listeners_see_who_made_a_change(kpk: KpkServer) -> None:
+    ann = KpkClient(kpk.url, token=token("ann", name="Ann", rooms=["r"]))
+    bob = KpkClient(kpk.url, token=lambda: token("bob", rooms=["r"]))
+    async with ann, bob:
+        seen: list[object] = []
+        (await bob.join("r")).on_change(lambda room, change: seen.append(change.by))
+        room = await ann.join("r")
+        room.set("x", 1)
+        await room.flush()
+        await eventually(lambda: seen, 10, "bob sees ann's change")
+        assert seen == [{"user": "ann", "name": "Ann"}]
+    stale = KpkClient(kpk.url, token=hs256(claims(aud=AUDIENCE, iss=ISSUER, ttl=-60)))
+    with pytest.raises(KpkError) as refused:
+        await stale.connect()
+    await stale.close()
+    assert (refused.value.code, stale.status) == ("unauthorized", "offline")
+    assert "expired" in refused.value.message
