@@ -17,6 +17,10 @@ from kpk_io.identity import TokenVerifier
 from kpk_io.limits import Limits
 from kpk_io.metrics import Metrics
 from kpk_io.pages import add_page_routes
+from kpk_io.presence import PresenceStore
+from kpk_io.presence_memory import MemoryPresence
+from kpk_io.presence_redis import RedisPresence
+from kpk_io.roster import Roster
 from kpk_io.server import build_server
 from kpk_io.store.base import SECONDS_PER_DAY, StateStore, StoreUnavailable
 from kpk_io.store.memory import MemoryStateStore
@@ -29,6 +33,7 @@ METRICS = web.AppKey("metrics", Metrics)
 SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", Hub)
 HANDLERS = web.AppKey("handlers", Handlers)
+ROSTER = web.AppKey("roster", Roster)
 STORE_CHECK_SECONDS = 5.0
 
 
@@ -56,6 +61,13 @@ def create_verifier(settings: Settings) -> TokenVerifier | None:
     return verifier
 
 
+def create_presence(settings: Settings) -> PresenceStore:
+    if settings.redis_url is None:
+        return MemoryPresence(settings.presence_ttl)
+    return RedisPresence(settings.redis_url, prefix=settings.key_prefix,
+                         ttl=settings.presence_ttl)
+
+
 def create_app(settings: Settings) -> web.Application:
     """Raises ConfigError for a JWT public key that cannot be used."""
     # The HTTP API's bodies are bounded like Socket.IO messages (413 past that).
@@ -63,7 +75,9 @@ def create_app(settings: Settings) -> web.Application:
     verifier = create_verifier(settings)
     store = create_store(settings)
     metrics = Metrics()
-    sio, hub, handlers = build_server(settings, store, metrics, verifier)
+    sio, hub, handlers, roster = build_server(
+        settings, store, create_presence(settings), metrics, verifier
+    )
     sio.attach(app)
     add_admin_view(app, sio, settings)
     app[STORE] = store
@@ -71,6 +85,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[HUB] = hub
     app[HANDLERS] = handlers
+    app[ROSTER] = roster
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
@@ -87,6 +102,7 @@ def create_app(settings: Settings) -> web.Application:
         await _close(hub, store)
 
     app.cleanup_ctx.append(_store_checks)
+    app.cleanup_ctx.append(_presence)
     app.on_shutdown.append(drain)
     app.on_cleanup.append(close)
     return app
@@ -99,6 +115,17 @@ async def _store_checks(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _presence(app: web.Application) -> AsyncIterator[None]:
+    """Beat and prune presence while the app runs; leave every room on the way out."""
+    roster = app[ROSTER]
+    try:
+        await roster.start()
+    except Exception as exc:  # Redis down at start: beats retry in the background
+        log.warning("presence heartbeat failed at start: %s", exc)
+    yield
+    await roster.close()
 
 
 async def _check_store_forever(store: StateStore, metrics: Metrics) -> None:

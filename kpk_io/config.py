@@ -64,6 +64,9 @@ class Settings:
     rate_burst: int = 100
     join_rate: float = 20.0  # joins, leaves and syncs per second per connection; 0 = off
     join_burst: int = 200
+    signal_rate: float = 30.0  # signals per second per connection; 0 = off
+    signal_burst: int = 60
+    presence_ttl: float = 30.0  # seconds within which a dead node's members disappear
     max_connections_per_address: int = 0  # 0 = unlimited
     trusted_proxies: tuple[str, ...] = ()  # addresses or CIDRs whose X-Forwarded-For is used
     # The Socket.IO Admin UI at /admin/: on only when both are set.
@@ -250,6 +253,9 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "rate_burst": _int_between(1, 1_000_000),
     "join_rate": _rate,
     "join_burst": _int_between(1, 1_000_000),
+    "signal_rate": _rate,
+    "signal_burst": _int_between(1, 1_000_000),
+    "presence_ttl": _seconds,
     "max_connections_per_address": _int_between(0, 1_000_000),
     "trusted_proxies": _networks,
     "admin_user": _optional_text,
@@ -290,6 +296,9 @@ HELP: dict[str, str] = {
     "rate_burst": "burst of updates per connection (default 100)",
     "join_rate": "joins, leaves and syncs per second per connection (default 20; 0 = off)",
     "join_burst": "burst of joins, leaves and syncs (default 200)",
+    "signal_rate": "signals per second per connection (default 30; 0 = off)",
+    "signal_burst": "burst of signals per connection (default 60)",
+    "presence_ttl": "seconds within which the members of a dead node disappear (default 30)",
     "max_connections_per_address": "connections per client address (default 0 = unlimited)",
     "trusted_proxies": "comma-separated proxy addresses or CIDRs whose X-Forwarded-For counts",
     "admin_user": "Socket.IO Admin UI user (with --admin-password turns /admin/ on)",

@@ -120,14 +120,16 @@ class Outbox:
         encoded = self._sio.packet_class(
             sio_packet.EVENT, namespace=NAMESPACE, data=[event, data]
         ).encode()
+        # ignore_queue: to this node's socket only, never through AsyncRedisManager's channel.
+        emit = partial(self._sio.emit, event, data, ignore_queue=True)
         if not isinstance(encoded, str):  # not one text packet: leave it to python-socketio
             for sid, _ in recipients:
-                self._in_background(partial(self._sio.emit, event, data, to=sid))
+                self._in_background(partial(emit, to=sid))
             return len(recipients)
         message = eio_packet.Packet(eio_packet.MESSAGE, data=encoded)
         for sid, eio_sid in recipients:
             if not _enqueue(self._sio, eio_sid, message):
-                self._in_background(partial(self._sio.emit, event, data, to=sid))
+                self._in_background(partial(emit, to=sid))
         return len(recipients)
 
     def _in_background(self, send: Callable[[], Coroutine[Any, Any, None]]) -> None:

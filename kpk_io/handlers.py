@@ -34,11 +34,15 @@ from kpk_io.protocol import (
     client_secret,
     dedupe_key,
     ok,
+    parse_join_meta,
+    parse_presence,
     parse_room_request,
+    parse_signal,
     parse_sync,
     parse_update,
 )
 from kpk_io.rate import TokenBucket
+from kpk_io.roster import Roster
 from kpk_io.store.base import Conflict, Duplicate, StateStore, StoreUnavailable, TooLarge
 
 log = logging.getLogger(__name__)
@@ -62,7 +66,8 @@ class _Connection:
     sender: str
     address: str
     updates: TokenBucket
-    requests: TokenBucket  # joins, leaves, syncs and any other event
+    requests: TokenBucket  # joins, leaves, syncs, presence and any other event
+    signals: TokenBucket
     # Taken first thing by each request, so one connection's requests run in arrival order.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -70,14 +75,16 @@ class _Connection:
 Bucket = Callable[[_Connection], TokenBucket]
 _UPDATES: Bucket = attrgetter("updates")
 _REQUESTS: Bucket = attrgetter("requests")
+_SIGNALS: Bucket = attrgetter("signals")
 
 
 class Handlers:
     def __init__(
         self, store: StateStore, hub: Hub, metrics: Metrics, settings: Settings,
-        access: AccessControl,
+        access: AccessControl, *, roster: Roster,
     ) -> None:
         self._store = store
+        self._roster = roster
         self._access = access
         self._max_rooms = settings.max_rooms
         self._limits = Limits.from_settings(settings)
@@ -94,6 +101,8 @@ class Handlers:
         self.leave = self._answering("leave", self._leave, _REQUESTS)
         self.update = self._answering("update", self._update, _UPDATES)
         self.sync = self._answering("sync", self._sync, _REQUESTS)
+        self.presence = self._answering("presence", self._presence, _REQUESTS)
+        self.signal = self._answering("signal", self._signal, _SIGNALS)
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: object) -> None:
         """Admit a connection, or refuse it with a connect_error whose data is
@@ -134,6 +143,7 @@ class Handlers:
             address,
             TokenBucket(self._limits.updates),
             TokenBucket(self._limits.requests),
+            TokenBucket(self._limits.signals),
         )
 
     async def disconnect(self, sid: str, reason: object = None) -> None:
@@ -145,6 +155,7 @@ class Handlers:
         self._metrics.connections.dec()
         self._per_address.release(connection.address)
         self._hub.forget(sid)
+        self._roster.forget(sid)  # others see it leave now; never awaits
         self._access.forget(sid)
 
     @property
@@ -220,6 +231,7 @@ class Handlers:
 
     async def _join(self, sid: str, data: object) -> Ack:
         room = parse_room_request(data)
+        meta = parse_join_meta(data, self._limits)
         self._access.require_read(sid, room)
         joined = self._hub.rooms_joined(sid)
         if joined >= self._max_rooms and not self._hub.is_member(sid, room):
@@ -229,11 +241,17 @@ class Handlers:
         if sid not in self._connections:  # closed while joining: nobody will leave for it
             await self._hub.leave(sid, room)
             raise ProtocolError(ErrorCode.UNAVAILABLE, "the connection is closing")
-        return ok(room=room, rev=snapshot.rev, state=snapshot.state, **_tag(snapshot.tag))
+        presence = await self._roster.join(sid, room, self._access.by(sid), meta)
+        if presence is None:
+            raise ProtocolError(ErrorCode.UNAVAILABLE, "the connection is closing")
+        member, members = presence
+        return ok(room=room, rev=snapshot.rev, state=snapshot.state, **_tag(snapshot.tag),
+                  member=member.to_wire(), members=[m.to_wire() for m in members])
 
     async def _leave(self, sid: str, data: object) -> Ack:
         room = parse_room_request(data)
         await self._hub.leave(sid, room)
+        await self._roster.leave(sid, room)
         return ok(room=room)
 
     async def _update(self, sid: str, data: object) -> Ack:
@@ -273,6 +291,19 @@ class Handlers:
         rev = changes[-1].rev if changes else request.since
         wire = [{k: v for k, v in c.to_wire().items() if k != "room"} for c in changes]
         return ok(room=request.room, rev=rev, changes=wire)
+
+    async def _presence(self, sid: str, data: object) -> Ack:
+        request = parse_presence(data, self._limits)
+        self._require_member(sid, request.room)
+        if await self._roster.set_meta(sid, request.room, request.meta) is None:
+            raise ProtocolError(ErrorCode.NOT_JOINED, f"join {request.room!r} again first")
+        return ok()
+
+    async def _signal(self, sid: str, data: object) -> Ack:
+        request = parse_signal(data, self._limits)
+        self._require_member(sid, request.room)  # read-only members may signal too
+        self._roster.signal(sid, request.room, request.data)
+        return ok()
 
     def _sender(self, sid: str) -> str:
         connection = self._connections.get(sid)

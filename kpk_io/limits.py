@@ -32,6 +32,7 @@ class Limits:
     depth: int = 32  # nesting of a field's value; the value itself is level 1
     updates: Rate = Rate(50.0, 100)  # per connection
     requests: Rate = Rate(20.0, 200)  # joins, leaves, syncs and other events per connection
+    signals: Rate = Rate(30.0, 60)  # per connection
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "Limits":
@@ -43,6 +44,7 @@ class Limits:
             depth=settings.max_depth,
             updates=Rate(settings.rate_limit, settings.rate_burst),
             requests=Rate(settings.join_rate, settings.join_burst),
+            signals=Rate(settings.signal_rate, settings.signal_burst),
         )
 
 

@@ -14,6 +14,8 @@ from kpk_io.rooms import InvalidRoom, check_room
 
 MAX_ID_LENGTH = 128
 MIN_SECRET = 16
+MAX_SIGNAL_BYTES = 4096  # a signal's data, encoded
+MAX_META_BYTES = 1024  # a member's meta, encoded
 
 
 # Names python-socketio uses for its own events: a client sending them gets unknown_event.
@@ -25,6 +27,8 @@ class Event(StrEnum):
     LEAVE = "leave"
     UPDATE = "update"
     SYNC = "sync"
+    PRESENCE = "presence"
+    SIGNAL = "signal"
 
 
 class ErrorCode(StrEnum):
@@ -77,6 +81,18 @@ class SyncRequest:
     tag: str | None = None
 
 
+@dataclass(frozen=True)
+class SignalRequest:
+    room: str
+    data: JSON
+
+
+@dataclass(frozen=True)
+class PresenceRequest:
+    room: str
+    meta: dict[str, JSON]
+
+
 def client_secret(auth: object) -> str | None:
     """The `client` secret of a connect `auth` object, or None when none is given; one that
     is given must be 16 to 128 characters of valid Unicode, or the connection is refused:
@@ -109,6 +125,47 @@ def ok(**fields: JSON) -> dict[str, JSON]:
 def parse_room_request(data: object) -> str:
     """The room of a join or leave request."""
     return _room(_object(data))
+
+
+def parse_join_meta(data: object, limits: Limits) -> dict[str, JSON]:
+    """The optional `meta` a join starts the member with (`{}` when none is given)."""
+    body = _object(data)
+    return _meta(body.get("meta", {}), limits) if "meta" in body else {}
+
+
+def parse_presence(data: object, limits: Limits) -> PresenceRequest:
+    body = _object(data)
+    room = _room(body)
+    if "meta" not in body:
+        raise ProtocolError(ErrorCode.INVALID_REQUEST, "presence needs meta")
+    return PresenceRequest(room, _meta(body["meta"], limits))
+
+
+def parse_signal(data: object, limits: Limits) -> SignalRequest:
+    body = _object(data)
+    room = _room(body)
+    if "data" not in body:
+        raise ProtocolError(ErrorCode.INVALID_REQUEST, "a signal needs data")
+    return SignalRequest(room, _small_json(body["data"], "data", MAX_SIGNAL_BYTES, limits))
+
+
+def _meta(value: object, limits: Limits) -> dict[str, JSON]:
+    if not isinstance(value, dict):
+        raise ProtocolError(ErrorCode.INVALID_REQUEST, "meta must be an object")
+    checked = _small_json(value, "meta", MAX_META_BYTES, limits)
+    assert isinstance(checked, dict)
+    return checked
+
+
+def _small_json(value: object, what: str, max_bytes: int, limits: Limits) -> JSON:
+    problem = json_problem(value, limits.depth)
+    if problem:
+        raise ProtocolError(ErrorCode.INVALID_REQUEST, f"{what}: {problem}")
+    size = len(encode_json(value).encode())
+    if size > max_bytes:
+        message = f"{what} is {size} bytes encoded; at most {max_bytes}"
+        raise ProtocolError(ErrorCode.TOO_LARGE, message)
+    return value
 
 
 def parse_sync(data: object) -> SyncRequest:

@@ -21,17 +21,23 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+import socketio
+
+from kpk_io.broadcast import socketio_channel
 from kpk_io.change import JSON, Snapshot
 from kpk_io.limits import DEFAULT_LIMITS, Limits
 from kpk_io.protocol import (
     ErrorCode,
     ProtocolError,
+    SignalRequest,
     UpdateRequest,
     dedupe_key,
     parse_room_request,
+    parse_signal,
     parse_update,
 )
 from kpk_io.rate import TokenBucket
+from kpk_io.rooms import sio_room
 from kpk_io.store.base import (
     DEFAULT_HISTORY,
     DEFAULT_HISTORY_BYTES,
@@ -73,6 +79,12 @@ def parse_change(data: object, limits: Limits) -> UpdateRequest:
     """Check an update given as the `update` event's body (room included)."""
     with _refusals():
         return parse_update(data, limits)
+
+
+def parse_signal_request(room: str, data: JSON, limits: Limits) -> SignalRequest:
+    """Check a signal as the `signal` event's body."""
+    with _refusals():
+        return parse_signal({"room": room, "data": data}, limits)
 
 
 def clear_request(room: str) -> UpdateRequest:
@@ -151,9 +163,15 @@ class AsyncPublisher:
         self._limits = limits
         self._updates = TokenBucket(limits.updates)
         self._reads = TokenBucket(limits.requests)
+        self._signals = TokenBucket(limits.signals)
         self._store = RedisStateStore(
             redis_url, prefix=key_prefix, history=history, history_bytes=history_bytes,
             room_ttl=room_ttl * SECONDS_PER_DAY, limits=limits,
+        )
+        # python-socketio's own emitter, on the servers' channel.
+        self._emitter = socketio.AsyncRedisManager(
+            redis_url, channel=socketio_channel(key_prefix), write_only=True,
+            redis_options={"socket_timeout": 2.0, "socket_connect_timeout": 2.0},
         )
 
     async def get(self, room: str) -> Snapshot:
@@ -192,8 +210,18 @@ class AsyncPublisher:
         take(self._updates)
         return await commit_change(self._store, clear_request(room))
 
+    async def signal(self, room: str, data: JSON) -> None:
+        """Send `data` to every member of `room` on every node as `signal {room, from: null,
+        data}`: not stored, best effort (lost while Redis cannot be reached)."""
+        request = parse_signal_request(room, data, self._limits)
+        take(self._signals)
+        payload = {"room": request.room, "from": None, "data": request.data}
+        await self._emitter.emit("signal", payload, room=sio_room(request.room))
+
     async def aclose(self) -> None:
         await self._store.close()
+        if self._emitter.redis is not None:
+            await self._emitter.redis.aclose()
 
     async def __aenter__(self) -> "AsyncPublisher":
         return self
@@ -251,6 +279,9 @@ class Publisher:
 
     def delete(self, room: str) -> int:
         return self._run(self._publisher.delete(room))
+
+    def signal(self, room: str, data: JSON) -> None:
+        self._run(self._publisher.signal(room, data))
 
     def close(self) -> None:
         if self._closed:

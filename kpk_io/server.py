@@ -4,7 +4,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import socketio
+
 from kpk_io.access import AccessControl
+from kpk_io.broadcast import Broadcaster, socketio_channel
 from kpk_io.change import CommittedChange
 from kpk_io.config import Settings
 from kpk_io.engine import NAMESPACE, Outbox, Server, drop_transport, slow_consumers
@@ -12,8 +15,10 @@ from kpk_io.handlers import Handlers
 from kpk_io.hub import Hub
 from kpk_io.identity import TokenVerifier
 from kpk_io.metrics import SLOW_CONSUMER_PACKETS, Metrics
+from kpk_io.presence import PresenceStore
 from kpk_io.protocol import Event
 from kpk_io.rooms import sio_room
+from kpk_io.roster import Roster
 from kpk_io.store.base import StateStore
 
 log = logging.getLogger(__name__)
@@ -32,7 +37,11 @@ class SocketMembers:
             await self._sio.enter_room(sid, sio_room(room))  # sees that and leaves again
 
     async def leave(self, sid: str, room: str) -> None:
-        await self._sio.leave_room(sid, sio_room(room))
+        # With AsyncRedisManager, leaving a room for a sid that is not (or no longer)
+        # connected here is published to the other nodes: never from a lane. python-socketio
+        # clears a closed connection's rooms itself.
+        if self._sio.manager.is_connected(sid, NAMESPACE):
+            await self._sio.leave_room(sid, sio_room(room))
 
     async def resync(self, room: str) -> None:
         for sid, eio_sid in list(self._sio.manager.get_participants(NAMESPACE, sio_room(room))):
@@ -47,13 +56,29 @@ class SocketMembers:
         self._metrics.deliveries.inc(recipients)
 
 
+def client_manager(settings: Settings) -> socketio.AsyncManager:
+    """python-socketio's manager: with Redis, AsyncRedisManager on the channel
+    `<key prefix>socketio`, which carries presence events and signals (and what outside
+    emitters send) to every node. Updates never go through it: the store's commit script
+    publishes each change on its room's own channel and each node's hub relays it to its
+    local members in rev order (see hub.py), through the Outbox, which posts to this node's
+    sockets only."""
+    if settings.redis_url is None:
+        return socketio.AsyncManager()
+    # A publish that Redis does not answer fails after this (pub/sub reads block as they
+    # should: redis-py ignores socket_timeout for them).
+    options = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+    return socketio.AsyncRedisManager(
+        settings.redis_url, channel=socketio_channel(settings.key_prefix), redis_options=options
+    )
+
+
 def build_server(
-    settings: Settings, store: StateStore, metrics: Metrics, verifier: TokenVerifier | None
-) -> tuple[Server, Hub, Handlers]:
-    # Updates do not go through a Socket.IO client manager: the store's commit script
-    # publishes each change on its room's own channel and each node's hub relays it to its
-    # local members in rev order (see hub.py), so the default in-process manager is enough.
+    settings: Settings, store: StateStore, presence: PresenceStore, metrics: Metrics,
+    verifier: TokenVerifier | None,
+) -> tuple[Server, Hub, Handlers, Roster]:
     sio = Server(
+        client_manager=client_manager(settings),
         async_mode="aiohttp",
         cors_allowed_origins=list(settings.cors_origins) or None,
         # Per message, for WebSocket and polling alike: a larger one closes that connection.
@@ -74,7 +99,8 @@ def build_server(
             await drop_transport(sio, eio_sid)
 
     access = AccessControl(verifier, expire)
-    handlers = Handlers(store, hub, metrics, settings, access)
+    roster = Roster(presence, Broadcaster(sio), settings.presence_ttl)
+    handlers = Handlers(store, hub, metrics, settings, access, roster=roster)
     # `connect_error` has no handler here, so a client's event of that name reaches `*`.
     sio.on("connect", _lifecycle(sio, "connect", handlers.connect, handlers.unknown))
     sio.on("disconnect", _lifecycle(sio, "disconnect", handlers.disconnect, handlers.unknown))
@@ -82,8 +108,10 @@ def build_server(
     sio.on(Event.LEAVE.value, handlers.leave)
     sio.on(Event.UPDATE.value, handlers.update)
     sio.on(Event.SYNC.value, handlers.sync)
+    sio.on(Event.PRESENCE.value, handlers.presence)
+    sio.on(Event.SIGNAL.value, handlers.signal)
     sio.on("*", handlers.unknown)
-    return sio, hub, handlers
+    return sio, hub, handlers, roster
 
 
 def _lifecycle(

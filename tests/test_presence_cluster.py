@@ -1,0 +1,210 @@
+"""Presence and signals across two real nodes on one Redis (issue 13)."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import socketio
+
+from kpk_io.broadcast import socketio_channel
+from kpk_io.publish import AsyncPublisher
+from kpk_io.rooms import sio_room
+from tests.conftest import StartKpk
+from tests.polling import eventually
+from tests.processes import KpkServer, RedisServer
+
+ROOM = "kpk/notes/acme/q1/presence"
+Body = dict[str, Any]
+
+
+class Peer:
+    """A raw Socket.IO connection recording presence events and signals."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.presence: list[Body] = []
+        self.signals: list[Body] = []
+        self.custom: list[Body] = []
+        self.updates: list[Body] = []
+        self.sio.on("presence", self.presence.append)
+        self.sio.on("signal", self.signals.append)
+        self.sio.on("notice", self.custom.append)
+        self.sio.on("update", self.updates.append)
+
+    async def call(self, event: str, data: Body, timeout: float = 10) -> Body:
+        ack: Body = await self.sio.call(event, data, timeout=timeout)
+        return ack
+
+    async def join(self, room: str = ROOM, **extra: Any) -> Body:
+        ack = await self.call("join", {"room": room, **extra})
+        assert ack["ok"], ack
+        return ack
+
+    def events(self, kind: str) -> list[Body]:
+        """The members of every presence event of this kind, in arrival order."""
+        return [m for event in self.presence for m in event.get(kind, [])]
+
+
+@asynccontextmanager
+async def peers(*urls: str) -> AsyncIterator[list[Peer]]:
+    made = []
+    try:
+        for url in urls:
+            peer = Peer(url)
+            await peer.sio.connect(url, transports=["websocket"], wait_timeout=10)
+            made.append(peer)
+        yield made
+    finally:
+        for peer in made:
+            await peer.sio.disconnect()
+
+
+def ids(members: list[Body]) -> set[str]:
+    return {m["id"] for m in members}
+
+
+@pytest.fixture
+def two_nodes(start_kpk: StartKpk, redis_server: RedisServer, key_prefix: str) -> list[KpkServer]:
+    flags = ("--redis-url", redis_server.url, "--key-prefix", key_prefix)
+    return [start_kpk(*flags), start_kpk(*flags)]
+
+
+async def test_join_ack_lists_members_of_both_nodes_and_others_see_joins_and_leaves(
+    two_nodes: list[KpkServer],
+) -> None:
+    a_url, b_url = (n.url for n in two_nodes)
+    async with peers(a_url, b_url, a_url) as (first, second, third):
+        ack1 = await first.join(meta={"color": "red"})
+        me1 = ack1["member"]
+        assert set(me1) == {"id", "user", "name", "meta"} and me1["meta"] == {"color": "red"}
+        assert me1["user"].startswith("anonymous-") and me1["name"] is None
+        assert ack1["members"] == [me1]
+        ack2 = await second.join()
+        assert ids(ack2["members"]) == {me1["id"], ack2["member"]["id"]}
+        await eventually(lambda: first.events("joined") == [ack2["member"]], 10, "joined")
+        ack3 = await third.join()
+        assert len(ack3["members"]) == 3
+        await eventually(lambda: ack3["member"] in second.events("joined"), 10, "joined on B")
+        assert not any(m["id"] == me1["id"] for m in first.events("joined"))  # never itself
+
+        left = await second.call("leave", {"room": ROOM})
+        assert left["ok"]
+        await eventually(
+            lambda: all(p.events("left") == [ack2["member"]] for p in (first, third)), 10, "left"
+        )
+        await third.sio.disconnect()  # a closed connection disappears at once
+        await eventually(lambda: ack3["member"] in first.events("left"), 10, "closed")
+        rejoin = await second.join()
+        assert ids(rejoin["members"]) == {me1["id"], rejoin["member"]["id"]}
+
+
+async def test_meta_updates_reach_others_and_are_bounded(two_nodes: list[KpkServer]) -> None:
+    a_url, b_url = (n.url for n in two_nodes)
+    async with peers(a_url, b_url) as (first, second):
+        me = (await first.join())["member"]
+        await second.join()
+        ack = await first.call("presence", {"room": ROOM, "meta": {"field": "title"}})
+        assert ack == {"ok": True}
+        updated = {**me, "meta": {"field": "title"}}
+        await eventually(lambda: second.events("updated") == [updated], 10, "updated")
+        assert first.events("updated") == []
+        big = await first.call("presence", {"room": ROOM, "meta": {"x": "y" * 1100}})
+        assert big["ok"] is False and big["error"] == "too_large"
+        bad = await first.call("presence", {"room": ROOM, "meta": "red"})
+        assert bad["error"] == "invalid_request"
+        stranger = await second.call("presence", {"room": "elsewhere", "meta": {}})
+        assert stranger["error"] == "not_joined"
+        listed = (await second.join("other"))["members"]  # still usable after refusals
+        assert len(listed) == 1
+        again = (await second.join())["members"]  # joined already: the list, nothing else
+        assert updated in again
+
+
+async def test_signals_reach_other_members_on_both_nodes_never_the_sender_never_stored(
+    two_nodes: list[KpkServer],
+) -> None:
+    a_url, b_url = (n.url for n in two_nodes)
+    async with peers(a_url, b_url, a_url, b_url) as (sender, far, near, outsider):
+        me = (await sender.join())["member"]
+        await far.join()
+        await near.join()
+        for n in range(3):
+            assert await sender.call("signal", {"room": ROOM, "data": {"caret": n}}) == {"ok": True}
+        await sender.sio.emit("signal", {"room": ROOM, "data": {"caret": 3}})  # no ack asked
+        expected = [{"room": ROOM, "from": me["id"], "data": {"caret": n}} for n in range(4)]
+        await eventually(lambda: all(p.signals == expected for p in (far, near)), 10, "signals")
+        assert sender.signals == [] and outsider.signals == []
+        assert far.updates == [] and near.updates == []
+        refused = await outsider.call("signal", {"room": ROOM, "data": 1})
+        assert refused["error"] == "not_joined"
+        later = await outsider.join()
+        assert later["rev"] == 0 and later["state"] == {}  # no trace in the room
+        await asyncio.sleep(0.5)
+        assert outsider.signals == []
+
+
+async def test_signal_limits_refuse_with_codes(
+    start_kpk: StartKpk, redis_server: RedisServer, key_prefix: str,
+) -> None:
+    node = start_kpk("--redis-url", redis_server.url, "--key-prefix", key_prefix,
+                     "--signal-rate", "0.01", "--signal-burst", "4")
+    async with peers(node.url, node.url) as (sender, other):
+        await sender.join()
+        await other.join()
+        big = await sender.call("signal", {"room": ROOM, "data": "x" * 4100})
+        assert big["error"] == "too_large"  # it took a token, as every refusal but a flood's
+        answers = [await sender.call("signal", {"room": ROOM, "data": n}) for n in range(5)]
+        assert [a["ok"] for a in answers[:3]] == [True] * 3
+        assert answers[3]["error"] == "rate_limited" and answers[3]["retry_after"] > 0
+        await eventually(lambda: len(other.signals) == 3, 10, "three signals")
+        await sender.sio.emit("signal", {"room": ROOM, "data": "dropped"})  # refused silently
+        assert (await sender.call("presence", {"room": ROOM, "meta": {}}))["ok"]  # usable
+        assert [s["data"] for s in other.signals] == [0, 1, 2]
+
+
+async def test_a_killed_nodes_members_expire_within_the_ttl(
+    start_kpk: StartKpk, redis_server: RedisServer, key_prefix: str,
+) -> None:
+    flags = ("--redis-url", redis_server.url, "--key-prefix", key_prefix, "--presence-ttl", "3")
+    survivor, doomed = start_kpk(*flags), start_kpk(*flags)
+    async with peers(survivor.url) as (watcher,):
+        await watcher.join()
+        gone = Peer(doomed.url)
+        await gone.sio.connect(doomed.url, transports=["websocket"], wait_timeout=10)
+        member = (await gone.join())["member"]
+        await eventually(lambda: watcher.events("joined") == [member], 10, "joined")
+        doomed.kill()
+        killed = asyncio.get_running_loop().time()
+        # Within the TTL (3 s), plus slack for a loaded machine.
+        await eventually(lambda: watcher.events("left") == [member], 3 + 4, "left")
+        assert asyncio.get_running_loop().time() - killed < 7
+        listed = (await watcher.join("another"))["members"]
+        assert len(listed) == 1
+        fresh = Peer(survivor.url)
+        await fresh.sio.connect(survivor.url, transports=["websocket"], wait_timeout=10)
+        assert len((await fresh.join())["members"]) == 2
+        await fresh.sio.disconnect()
+
+
+async def test_outside_emitters_reach_a_rooms_members(
+    two_nodes: list[KpkServer], redis_server: RedisServer, key_prefix: str,
+) -> None:
+    a_url, b_url = (n.url for n in two_nodes)
+    async with peers(a_url, b_url, b_url) as (first, second, outsider):
+        await first.join()
+        await second.join()
+        emitter = socketio.AsyncRedisManager(
+            redis_server.url, channel=socketio_channel(key_prefix), write_only=True
+        )
+        await emitter.emit("notice", {"text": "deploy at 5"}, room=sio_room(ROOM))
+        notice = [{"text": "deploy at 5"}]
+        await eventually(lambda: all(p.custom == notice for p in (first, second)), 10, "notice")
+        async with AsyncPublisher(redis_server.url, key_prefix=key_prefix) as publisher:
+            await publisher.signal(ROOM, {"banner": "hello"})
+        expected = {"room": ROOM, "from": None, "data": {"banner": "hello"}}
+        await eventually(lambda: all(p.signals == [expected] for p in (first, second)), 10,
+                         "signal")
+        assert outsider.custom == [] and outsider.signals == []
