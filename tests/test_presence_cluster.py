@@ -11,6 +11,8 @@ import socketio
 from kpk_io.broadcast import socketio_channel
 from kpk_io.publish import AsyncPublisher
 from kpk_io.rooms import sio_room
+from kpk_io.tokens import issue
+from tests.auth_keys import SECRET
 from tests.conftest import StartKpk
 from tests.polling import eventually
 from tests.processes import KpkServer, RedisServer
@@ -208,3 +210,31 @@ async def test_outside_emitters_reach_a_rooms_members(
         await eventually(lambda: all(p.signals == [expected] for p in (first, second)), 10,
                          "signal")
         assert outsider.custom == [] and outsider.signals == []
+
+
+async def test_members_carry_the_tokens_user_and_read_only_members_may_signal(
+    start_kpk: StartKpk, redis_server: RedisServer, key_prefix: str,
+) -> None:
+    env = {"KPK_IO_JWT_SECRET": SECRET}
+    flags = ("--redis-url", redis_server.url, "--key-prefix", key_prefix)
+    a, b = start_kpk(*flags, env=env), start_kpk(*flags, env=env)
+    writer = issue("u1", name="Ada", rooms=[ROOM], key=SECRET)
+    reader = issue("u2", read_rooms=[ROOM], key=SECRET)
+    first, second = Peer(a.url), Peer(b.url)
+    await first.sio.connect(a.url, auth={"token": writer}, transports=["websocket"])
+    await second.sio.connect(b.url, auth={"token": reader}, transports=["websocket"])
+    try:
+        ada = (await first.join())["member"]
+        assert (ada["user"], ada["name"]) == ("u1", "Ada")
+        ack = await second.join()
+        assert ack["member"]["user"] == "u2" and ack["member"]["name"] is None
+        assert ada in ack["members"]
+        assert (await second.call("update", {"room": ROOM, "set": {"x": 1}}))["error"] == (
+            "forbidden"
+        )
+        assert await second.call("signal", {"room": ROOM, "data": "hi"}) == {"ok": True}
+        await eventually(lambda: [s["data"] for s in first.signals] == ["hi"], 10, "signal")
+        assert first.signals[0]["from"] == ack["member"]["id"]
+    finally:
+        await first.sio.disconnect()
+        await second.sio.disconnect()
