@@ -20,17 +20,20 @@ import inspect
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Literal, TypeAlias
 
 import socketio
 
 from kpk_io.change import JSON, Change, CommittedChange
+from kpk_io.client_presence import Presence
 from kpk_io.client_room import KpkError, Room, RoomChange, RoomLink
+from kpk_io.presence import Member
 from kpk_io.protocol import ErrorCode, Event
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Change", "KpkClient", "KpkError", "Room", "RoomChange", "Status"]
+__all__ = ["Change", "KpkClient", "KpkError", "Member", "Room", "RoomChange", "Status"]
 
 Status = Literal["connecting", "connected", "offline", "error"]
 StatusListener = Callable[[Status, Exception | None], None]
@@ -78,6 +81,8 @@ class KpkClient:
         self.sio.on("connect_error", self._on_connect_error)
         self.sio.on("__disconnect_final", self._on_given_up)
         self.sio.on(Event.UPDATE.value, self._on_update)
+        self.sio.on(Event.PRESENCE.value, partial(self._to_room, Presence.event))
+        self.sio.on(Event.SIGNAL.value, partial(self._to_room, Presence.signal))
 
     @property
     def connected(self) -> bool:
@@ -98,6 +103,14 @@ class KpkClient:
                 self._status_listeners.remove(listener)
 
         return remove
+
+    def on(self, event: str, handler: Callable[[Any], Any]) -> None:
+        """Call `handler(data)` for each `event` the server side sends: a custom event an
+        outside emitter (python-socketio's RedisManager, docs/deployment.md) sends to a
+        room's members. The protocol's own events are the client's."""
+        if event in _OWN_EVENTS:
+            raise ValueError(f"{event!r} is the client's own event")
+        self.sio.on(event, handler)
 
     async def connect(self) -> None:
         """Connect; raises KpkError with the server's code (e.g. `unauthorized`) when it
@@ -248,6 +261,17 @@ class KpkClient:
             log.error("malformed update for %r ignored", room.name)
             return
         room.remote(committed)
+
+
+    async def _to_room(self, apply: Callable[[Presence, Any], None], data: object) -> None:
+        room = self._rooms.get(str(data.get("room"))) if isinstance(data, dict) else None
+        if room is not None:
+            apply(room.presence, data)
+
+
+_OWN_EVENTS = frozenset(
+    {"connect", "disconnect", "connect_error", "__disconnect_final", *(e.value for e in Event)}
+)
 
 
 class _Link(RoomLink):

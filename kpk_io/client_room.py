@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kpk_io.change import JSON, Change, CommittedChange, State
+from kpk_io.client_presence import Presence
+from kpk_io.presence import Member
 from kpk_io.protocol import Event
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,9 @@ class Room:
         self._syncing = asyncio.Lock()
         self._send_backoff = Backoff()
         self.last_error: KpkError | None = None
+        # Who else is here, and the signals they send (client_presence.py).
+        self.presence = Presence(name)
+        self._meta: dict[str, JSON] = {}
 
     @property
     def state(self) -> State:
@@ -131,6 +136,23 @@ class Room:
                 self._listeners.remove(listener)
 
         return remove
+
+    @property
+    def members(self) -> list[Member]:
+        """Everyone in the room now, on every node, this client included (`presence.me`)."""
+        return self.presence.members
+
+    async def set_meta(self, meta: dict[str, JSON]) -> None:
+        """Show `meta` (at most 1 KiB encoded) to the other members; kept for later joins."""
+        self._meta = dict(meta)
+        if self._joined and self._link.connected:
+            await self._link.request(Event.PRESENCE, {"room": self.name, "meta": self._meta})
+            self.presence.meta_set(self._meta)
+
+    async def signal(self, data: JSON) -> None:
+        """Send `data` to every other member now; never stored. Raises KpkError when the
+        server refuses it (`rate_limited`, `too_large`, `not_joined`)."""
+        await self._link.request(Event.SIGNAL, {"room": self.name, "data": data})
 
     def set(self, field: str, value: JSON) -> None:
         self.update(Change({field: value}))
@@ -176,7 +198,16 @@ class Room:
 
     async def rejoin(self) -> None:
         """Join on the current connection and catch up from `rev`."""
-        ack = await self._link.request(Event.JOIN, {"room": self.name})
+        request: dict[str, JSON] = {"room": self.name}
+        if self._meta:
+            request["meta"] = self._meta
+        self.presence.joining()
+        try:
+            ack = await self._link.request(Event.JOIN, request)
+        except KpkError:
+            self.presence.left()
+            raise
+        self.presence.joined(ack)
         first = not self._joined_before
         self._joined = self._joined_before = True
         if first or int(ack["rev"]) < self.rev:
@@ -214,6 +245,7 @@ class Room:
 
     def disconnected(self) -> None:
         self._joined = False
+        self.presence.left()
 
     def reconnected(self) -> None:
         self._spawn_resume(self.rejoin, restart=True)
