@@ -1,6 +1,8 @@
 """The Python client's presence and signals, against two real nodes (and the join-time
 ordering rule on its own)."""
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -74,14 +76,22 @@ async def test_members_presence_events_meta_and_signals(
         await b.close()
 
 
-def test_events_during_a_join_apply_on_top_of_its_list() -> None:
+VECTORS = json.loads((Path(__file__).parent / "presence_vectors.json").read_text())
+
+
+@pytest.mark.parametrize("vector", VECTORS["cases"], ids=lambda v: v["name"])
+def test_presence_vectors(vector: dict[str, Any]) -> None:
+    """The member list rule both clients keep (web/test/presence.test.js runs these too)."""
     presence = Presence("r")
-    one: dict[str, Any] = {"id": "1", "user": "u1", "name": None, "meta": {}}
-    two: dict[str, Any] = {"id": "2", "user": "u2", "name": None, "meta": {}}
+    changes: list[tuple[str, list[str]]] = []
+    presence.on_presence(lambda kind, ms: changes.append((kind, [m.id for m in ms])))
     presence.joining()
-    presence.event({"room": "r", "left": [one]})  # read before it left: still listed
-    presence.event({"room": "r", "joined": [two]})  # also in the list: harmless
-    presence.event({"room": "r", "updated": [{**two, "meta": {"c": 1}}]})
-    assert presence.members == []
-    presence.joined({"members": [one, two], "member": two})
-    assert [(m.id, m.meta) for m in presence.members] == [("2", {"c": 1})]
+    for body in vector["before"]:
+        presence.event(body)
+    assert changes == []
+    presence.joined(vector["ack"])
+    for body in vector["after"]:
+        presence.event(body)
+    assert {m.id: m.meta for m in presence.members} == vector["members"]
+    assert [[kind, ids] for kind, ids in changes] == vector["events"]
+    assert presence.me is not None and presence.me.id == vector["ack"]["member"]["id"]

@@ -221,6 +221,8 @@ export class KpkClient extends EventTarget {
       engine.on("packet", (/** @type {{type: string}} */ packet) => packet.type === "close" && engine.close());
     });
     socket.on("update", (/** @type {any} */ body) => this.#received(body));
+    socket.on("presence", (/** @type {any} */ body) => this.#roomOf(body)?.receivedPresence(body));
+    socket.on("signal", (/** @type {any} */ body) => this.#roomOf(body)?.receivedSignal(body));
     if (typeof document === "undefined") return;
     const flushAll = () => {
       for (const room of this.#rooms.values()) room.flush().catch(() => {});
@@ -238,6 +240,24 @@ export class KpkClient extends EventTarget {
       () => removeEventListener("online", onOnline),
       () => document.removeEventListener("visibilitychange", onVisibility),
     );
+  }
+
+  /** @param {any} body  an event naming its room */
+  #roomOf(body) {
+    return typeof body?.room === "string" ? this.#rooms.get(body.room) : undefined;
+  }
+
+  /**
+   * `handler(...args)` for each `event` the server side sends that is not the protocol's
+   * own: custom events an outside emitter (python-socketio's RedisManager, see
+   * docs/deployment.md) sends to a room's members. Returns a function that unsubscribes.
+   * @param {string} event
+   * @param {(...args: any[]) => void} handler
+   */
+  on(event, handler) {
+    if (OWN_EVENTS.has(event)) throw new KpkError("invalid_request", `${event} is the client's own event`);
+    this.#socket.on(event, handler);
+    return () => this.#socket.off(event, handler);
   }
 
   /** @param {string} id  of an update sent, to count echoes; the last 10000 are kept */
@@ -297,6 +317,10 @@ function authWith(token, client) {
     );
   };
 }
+
+const OWN_EVENTS = new Set([
+  "connect", "disconnect", "connect_error", "join", "leave", "update", "sync", "presence", "signal",
+]);
 
 function browserOffline() {
   return typeof navigator !== "undefined" && navigator.onLine === false;

@@ -5,11 +5,14 @@
 import { KpkError, KpkEvent, TRANSIENT, retryAfterMs } from "./error.js";
 import { committedFromWire, makeChange, updatePayload } from "./change.js";
 import { RoomState } from "./room-state.js";
+import { Presence } from "./presence.js";
 
 /** @typedef {import("./change.js").Committed} Committed */
 /** @typedef {import("./change.js").State} State */
 /** @typedef {import("./change.js").JSONValue} JSONValue */
 /** @typedef {import("./room-state.js").Outgoing} Outgoing */
+/** @typedef {import("./presence.js").Member} Member */
+/** @typedef {import("./presence.js").PresenceChange} PresenceChange */
 /** @typedef {"connecting" | "live" | "offline" | "error"} Status */
 /**
  * What a Room needs from its client. `connection` numbers the connections: it changes on
@@ -39,6 +42,9 @@ const TIMERS = ["debounce", "gap", "retry", "rejoin"];
 export class Room extends EventTarget {
   #link;
   #state = new RoomState();
+  #presence = new Presence();
+  /** @type {Record<string, any>} */
+  #meta = {};
   #debounceMs;
   #gapWaitMs;
   #retryDelayMs;
@@ -105,6 +111,38 @@ export class Room extends EventTarget {
   /** The error that put the room in status `error`, if any. */
   get error() {
     return this.#failure;
+  }
+
+  /** Everyone in the room now, on every node, this page included (`room.me`). */
+  get members() {
+    return this.#presence.members;
+  }
+
+  /** This page as the other members see it, once joined. */
+  get me() {
+    return this.#presence.me;
+  }
+
+  /**
+   * Show `meta` (an object, at most 1 KiB encoded) to the other members; kept for later
+   * joins. Resolves once the server took it; rejects with KpkError (`too_large`, ...).
+   * @param {Record<string, any>} meta
+   */
+  async setMeta(meta) {
+    this.#meta = { ...meta };
+    if (!this.#link.connected || this.#joinedOn !== this.#link.connection) return;
+    await this.#link.request("presence", { room: this.id, meta: this.#meta });
+    this.#presenceChanged(this.#presence.metaSet(this.#meta));
+  }
+
+  /**
+   * Send `data` (JSON, at most 4 KiB encoded) to every other member now; never stored.
+   * Rejects with KpkError (`rate_limited`, `too_large`, `not_joined`, `disconnected`).
+   * @param {JSONValue} data
+   * @returns {Promise<void>}
+   */
+  async signal(data) {
+    await this.#link.request("signal", { room: this.id, data });
   }
 
   /** @param {string} field @param {JSONValue} value */
@@ -188,8 +226,10 @@ export class Room extends EventTarget {
   /**
    * `listener(event.detail)` for each event of `type`; returns a function that unsubscribes.
    * Events: `change` (a change of another member, or a whole new state, was applied),
-   * `status` ({status, reconnecting, error}), `pending` ({count}), `error` ({error, change}).
-   * @param {"change" | "status" | "pending" | "error"} type
+   * `status` ({status, reconnecting, error}), `pending` ({count}), `error` ({error, change}),
+   * `presence` ({kind: joined | left | updated | reset, members}: see `room.members`),
+   * `signal` ({from, data}: `from` is the sender's member id, null from the server side).
+   * @param {"change" | "status" | "pending" | "error" | "presence" | "signal"} type
    * @param {(detail: any) => void} listener
    */
   on(type, listener) {
@@ -209,6 +249,7 @@ export class Room extends EventTarget {
     } else if (!link.connected) {
       this.#joinRun++;
       this.#joinedOn = this.#caughtUpOn = -1;
+      this.#presenceChanged(this.#presence.left());
     }
     this.#refreshStatus();
   }
@@ -217,6 +258,22 @@ export class Room extends EventTarget {
   received(body) {
     if (this.#closed) return;
     this.#changed(this.#state.remote(committedFromWire(body)));
+  }
+
+  /** @param {unknown} body  a `presence` event for this room */
+  receivedPresence(body) {
+    if (!this.#closed) this.#presenceChanged(this.#presence.event(body));
+  }
+
+  /** @param {any} body  a `signal` event for this room */
+  receivedSignal(body) {
+    if (this.#closed) return;
+    this.#emit("signal", { from: typeof body?.from === "string" ? body.from : null, data: body?.data });
+  }
+
+  /** @param {PresenceChange[]} changes */
+  #presenceChanged(changes) {
+    for (const change of changes) this.#emit("presence", change);
   }
 
   async #rejoin() {
@@ -228,9 +285,15 @@ export class Room extends EventTarget {
     let delay = this.#retryDelayMs;
     while (!this.#closed && current()) {
       try {
-        const ack = await link.request("join", { room: this.id });
+        const meta = Object.keys(this.#meta).length ? { meta: this.#meta } : {};
+        this.#presence.joining();
+        const ack = await link.request("join", { room: this.id, ...meta }).catch((error) => {
+          this.#presenceChanged(this.#presence.left());
+          throw error;
+        });
         if (!current()) return;
         this.#joinedOn = connection;
+        this.#presenceChanged(this.#presence.joined(ack));
         if (!this.#everJoined || ack.rev < this.#state.rev) {
           // Behind us only if the server lost data: start over from what it has now.
           this.#everJoined = true;
