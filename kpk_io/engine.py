@@ -128,7 +128,12 @@ class Outbox:
             return len(recipients)
         message = eio_packet.Packet(eio_packet.MESSAGE, data=encoded)
         for sid, eio_sid in recipients:
-            if not _enqueue(self._sio, eio_sid, message):
+            try:
+                queued = _enqueue(self._sio, eio_sid, message)
+            except Exception:  # one recipient's trouble must not cost the others the event
+                log.exception("queueing an event failed; sending it the public way")
+                queued = False
+            if not queued:
                 self._in_background(partial(emit, to=sid))
         return len(recipients)
 

@@ -141,3 +141,22 @@ async def test_dropping_a_transport_closes_it_without_a_goodbye() -> None:
         await drop_transport(sio, eio_sid)
         await eventually(lambda: reasons, 10, "the client to see the transport close")
         assert reasons == [me.reason.TRANSPORT_ERROR]  # not SERVER_DISCONNECT: it reconnects
+
+
+class BrokenQueue(asyncio.Queue[Any]):
+    """A send queue that refuses packets: the one fault here we cannot cause for real."""
+
+    def put_nowait(self, item: Any) -> None:
+        raise RuntimeError("broken queue")
+
+
+async def test_one_recipient_failing_costs_the_others_nothing() -> None:
+    async with (serving() as (sio, url), client(url, "websocket") as (first, _),
+                client(url, "websocket") as (_, received)):
+        broken = sio.eio.sockets[sio.manager.eio_sid_from_sid(first.get_sid(), NAMESPACE)]
+        working, broken.queue = broken.queue, BrokenQueue()
+        try:
+            assert Outbox(sio).post("e", "for all", ROOM) == 2
+            await eventually(lambda: received == ["for all"], 10, "the healthy recipient")
+        finally:
+            broken.queue = working

@@ -44,7 +44,9 @@ async def assert_room_answers(url: str) -> None:
 def assert_prompt_exit(kpk: KpkServer) -> None:
     started = time.monotonic()
     assert kpk.terminate(timeout=20) == 0
-    assert time.monotonic() - started < 5, "SIGTERM waited on a wedged room"
+    # Normally well under a second; a wedged room held the exit forever (past the drain's
+    # 10 s: the disconnect handlers run by the shutdown waited on the room).
+    assert time.monotonic() - started < 10, "SIGTERM waited on a wedged room"
 
 
 async def test_a_member_whose_ping_times_out_mid_broadcast_does_not_wedge_the_room(
