@@ -1,5 +1,6 @@
 """Identity and permissions on real `kpk-io serve` processes with real tokens."""
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -216,14 +217,18 @@ async def test_a_bad_public_key_file_stops_the_server(
         start_kpk(env={"KPK_IO_JWT_PUBLIC_KEY": str(path)})
 
 
-def test_by_on_the_wire_is_checked() -> None:
-    body = {"rev": 1, "set": {}, "unset": [], "replace": False}
-    by = CommittedChange.from_wire("r", {**body, "by": {"user": "ann", "name": "Ann", "x": 1}}).by
-    assert by == {"user": "ann", "name": "Ann"}
-    assert CommittedChange.from_wire("r", body).by is None
-    for bad in ("ann", {"name": "Ann"}, {"user": 1}, {"user": "ann", "name": 2}):
+BY_VECTORS = json.loads((Path(__file__).parent / "by_vectors.json").read_text())
+
+
+@pytest.mark.parametrize("case", BY_VECTORS["cases"], ids=lambda case: json.dumps(case["wire"]))
+def test_by_vectors(case: dict[str, Any]) -> None:
+    """The same cases as web/test/change.test.js: both clients read `by` alike."""
+    body = {"rev": 1, "set": {}, "unset": [], "replace": False, "by": case["wire"]}
+    if case.get("refused"):
         with pytest.raises(ValueError, match="not a change"):
-            CommittedChange.from_wire("r", {**body, "by": bad})
+            CommittedChange.from_wire("r", body)
+    else:
+        assert CommittedChange.from_wire("r", body).by == case["by"]
 
 
 async def test_python_client_listeners_see_who_made_a_change(kpk: KpkServer) -> None:

@@ -116,13 +116,13 @@ export function committedFromWire(body) {
   const committed = { rev: body.rev, set: body.set, unset: body.unset, replace: body.replace === true };
   if (body.id !== undefined) committed.id = body.id;
   if (body.tag !== undefined) committed.tag = body.tag;
-  if (body.by != null) committed.by = body.by.name === undefined ? { user: body.by.user } : { user: body.by.user, name: body.by.name };
+  if (body.by != null) committed.by = body.by.name == null ? { user: body.by.user } : { user: body.by.user, name: body.by.name };
   return committed;
 }
 
 /** @param {unknown} by @returns {by is By} */
 function isBy(by) {
-  return isPlainObject(by) && typeof by.user === "string" && (by.name === undefined || typeof by.name === "string");
+  return isPlainObject(by) && typeof by.user === "string" && (by.name == null || typeof by.name === "string");
 }
 
 /** @param {unknown} value @returns {value is Record<string, any>} */
