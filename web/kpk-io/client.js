@@ -14,6 +14,8 @@ import { Room } from "./room.js";
  * @property {string | (() => string | Promise<string>)} [token]  sent as Socket.IO
  *   `auth: {token}` on every (re)connect; a function is asked again each time
  * @property {number} [requestTimeoutMs]  wait this long for an ack (default 10000)
+ * @property {number} [connectTimeoutMs]  never connected after this long: status `error` with
+ *   KpkError `unreachable`, which rejects `join()` (default 20000)
  * @property {number} [reconnectionDelayMs]  first reconnect delay (default 500)
  * @property {number} [reconnectionDelayMaxMs]  longest reconnect delay (default 5000)
  * @property {number} [randomizationFactor]  jitter of the delays, 0 to 1 (default 0.5)
@@ -67,6 +69,7 @@ export class KpkClient extends EventTarget {
       auth: authWith(token, this.#secret),
     });
     this.#listen();
+    this.#watchFirstConnect(url, options.connectTimeoutMs ?? 20000);
     this.#socket.connect();
   }
 
@@ -290,6 +293,22 @@ export class KpkClient extends EventTarget {
     if (changed) this.dispatchEvent(new KpkEvent("status", { status, error }));
   }
 
+  /**
+   * A server that never answers (down, a wrong URL, or one refusing this page's origin, which
+   * a browser reports only as a failed request) would leave `join()` waiting for ever:
+   * after `ms` without a first connection the status becomes `error` with KpkError
+   * `unreachable`. socket.io-client keeps trying; a later connection clears the error.
+   * @param {string} url
+   * @param {number} ms
+   */
+  #watchFirstConnect(url, ms) {
+    const timer = setTimeout(() => {
+      if (this.#connection > 0 || this.#status !== "connecting") return;
+      this.#setStatus("error", unreachable(url, ms, this.#error));
+    }, ms);
+    this.#unlisten.push(() => clearTimeout(timer));
+  }
+
   #disconnect() {
     for (const unlisten of this.#unlisten.splice(0)) unlisten();
     this.#socket.disconnect();
@@ -321,6 +340,23 @@ function authWith(token, client) {
 const OWN_EVENTS = new Set([
   "connect", "disconnect", "connect_error", "join", "leave", "update", "sync", "presence", "signal",
 ]);
+
+/**
+ * @param {string} url
+ * @param {number} ms
+ * @param {Error | null} last  the last connection error, if any
+ */
+function unreachable(url, ms, last) {
+  const here = typeof location === "undefined" ? null : location.origin;
+  const server = new URL(url, here ?? undefined).origin;
+  let message = `could not connect to ${server} in ${ms / 1000} s`;
+  if (last) message += ` (${last.message})`;
+  if (here && here !== "null" && here !== server) {
+    message += `; a page on ${here} can connect only if kpk-io allows its origin: ` +
+      `start kpk-io with --cors-origins ${here}`;
+  }
+  return new KpkError("unreachable", message);
+}
 
 function browserOffline() {
   return typeof navigator !== "undefined" && navigator.onLine === false;

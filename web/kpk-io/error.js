@@ -1,6 +1,7 @@
 // The one error type of the client and the one event type it dispatches. A KpkError's
 // `code` is a protocol error code (docs/protocol.md), or `disconnected` / `timeout` when no
-// answer came, or `closed` for a room that was closed.
+// answer came, `unreachable` when no connection was made within the connect timeout, or
+// `closed` for a room that was closed.
 
 export class KpkError extends Error {
   /**
