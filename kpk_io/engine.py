@@ -9,6 +9,8 @@ anything this module relies on:
 - an `AsyncSocket`'s `queue` (an unbounded `asyncio.Queue` of `engineio.packet.Packet`s that
   the socket's writer, WebSocket or long-polling, sends in order), and its `closing` and
   `closed` flags; a `None` in the queue ends the writer, which closes the transport;
+- `socket.close(wait=False, abort=...)`: runs the disconnect handler, then (abort=False)
+  queues an Engine.IO CLOSE packet; `queue.qsize()` for the slow-consumer gauge;
 - `socketio.AsyncServer._handle_eio_message(eio_sid, data)`, the handler of every incoming
   Engine.IO message, which decodes it with `sio.packet_class` (the public `serializer=`).
 
@@ -87,8 +89,12 @@ class Server(socketio.AsyncServer):  # type: ignore[misc]
         try:
             await super()._handle_eio_message(eio_sid, data)
         except RefusedPacket as refused:
-            log.warning("closing a connection that sent a refused packet: %s", refused.reason)
-            await self.close_connection(eio_sid)
+            if refused.close:
+                log.warning("closing a connection that sent a refused packet: %s",
+                            refused.reason)
+                await self.close_connection(eio_sid)
+            else:  # a packet the connection survives: its ack id, if any, is refused.ack_id
+                log.info("packet refused: %s", refused.reason)
 
     async def close_connection(self, eio_sid: str) -> None:
         """Say goodbye (a Socket.IO DISCONNECT: client libraries do not reconnect after it)
