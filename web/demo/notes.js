@@ -5,6 +5,7 @@
 // each other: kpk-io merges changes field by field, the last writer of a field wins.
 
 import { connect, roomFromPath } from "/kpk-io/kpk-io.js";
+import { showPeople } from "/demo/assets/people.js";
 
 const PATTERN = "/demo/notes/:org/:project/:page";
 // Where a token pasted into the page is kept: this tab only, never the URL.
@@ -82,6 +83,7 @@ function main() {
     },
   );
   bindInputs(room);
+  showPeople(room, { people: $("people"), typing: $("typing"), inputs: [$("title"), $("note")] });
   $("copy-link").addEventListener("click", copyLink);
 }
 
