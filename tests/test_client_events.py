@@ -98,8 +98,9 @@ async def test_a_refused_connection_is_status_error() -> None:
         client = KpkClient(url)
         errors: list[tuple[Status, Exception | None]] = []
         client.on_status(lambda status, error: errors.append((status, error)))
-        with pytest.raises(socketio.exceptions.ConnectionError):
+        with pytest.raises(KpkError) as refused:
             await client.connect()
+        assert refused.value.code == "unauthorized"
         await client.close()
     assert [status for status, _ in errors] == ["connecting", "error", "offline"]
     refusal = errors[1][1]
