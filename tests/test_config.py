@@ -89,3 +89,11 @@ def test_a_jwt_secret_shorter_than_256_bits_is_refused() -> None:
     with pytest.raises(ConfigError, match="KPK_IO_JWT_SECRET: expected at least 32 bytes"):
         load_settings({}, {"KPK_IO_JWT_SECRET": "short"})
     assert load_settings({}, {"KPK_IO_JWT_SECRET": "x" * 32}).jwt_secret == "x" * 32
+
+
+def test_heartbeat_settings() -> None:
+    assert (Settings().ping_interval, Settings().ping_timeout) == (25.0, 20.0)
+    settings = load_settings({"ping_interval": "1"}, {"KPK_IO_PING_TIMEOUT": "1.5"})
+    assert (settings.ping_interval, settings.ping_timeout) == (1.0, 1.5)
+    with pytest.raises(ConfigError, match="--ping-interval"):
+        load_settings({"ping_interval": "0"}, {})
