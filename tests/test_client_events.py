@@ -2,20 +2,16 @@
 and how often it retries while the store is down."""
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-import socketio
-from aiohttp import web
 
 from kpk_io.client import Change, KpkClient, KpkError, RoomChange, Status
 from kpk_io.client_room import Backoff
 from tests.conftest import StartKpk
 from tests.polling import eventually
-from tests.processes import KpkServer, RedisServer, free_port
+from tests.processes import KpkServer, RedisServer
 
 ROOM = "kpk/notes/acme/q1/events"
 
@@ -70,42 +66,17 @@ async def test_status_follows_the_connection(start_kpk: StartKpk) -> None:
     assert client.status == "offline"
 
 
-@asynccontextmanager
-async def refusing_server() -> AsyncIterator[str]:
-    """A Socket.IO server that refuses every connection, as an auth check would."""
-    sio = socketio.AsyncServer(async_mode="aiohttp")
-
-    async def connect(sid: str, environ: object, auth: object) -> None:
-        raise socketio.exceptions.ConnectionRefusedError(
-            "no token", {"error": "unauthorized"}
-        )
-
-    sio.on("connect", connect)
-    app = web.Application()
-    sio.attach(app)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
-async def test_a_refused_connection_is_status_error() -> None:
-    async with refusing_server() as url:
-        client = KpkClient(url)
-        errors: list[tuple[Status, Exception | None]] = []
-        client.on_status(lambda status, error: errors.append((status, error)))
-        with pytest.raises(KpkError) as refused:
-            await client.connect()
-        assert refused.value.code == "unauthorized"
-        await client.close()
-    assert [status for status, _ in errors] == ["connecting", "error", "offline"]
-    refusal = errors[1][1]
-    assert isinstance(refusal, KpkError) and refusal.code == "unauthorized"
-    assert refusal.message == "no token"
+async def test_a_refused_connection_is_status_error(start_kpk: StartKpk) -> None:
+    server = start_kpk(env={"KPK_IO_JWT_SECRET": "s" * 32})  # a token is required
+    client = KpkClient(server.url)
+    seen: list[tuple[Status, Exception | None]] = []
+    client.on_status(lambda status, error: seen.append((status, error)))
+    with pytest.raises(KpkError) as refused:
+        await client.connect()
+    await client.close()
+    assert refused.value.code == "unauthorized"
+    assert [status for status, _ in seen] == ["connecting", "error", "offline"]
+    assert seen[1][1] is refused.value
 
 
 def test_backoff_doubles_with_jitter_up_to_a_cap() -> None:
