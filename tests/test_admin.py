@@ -2,7 +2,6 @@
 read-only in production mode; the UI's files served at /admin/ with every asset local; and
 in Chromium an operator logs in and sees a connected client and its room."""
 
-import asyncio
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from kpk_io.config import ConfigError, load_settings
 from tests.conftest import StartKpk
+from tests.polling import eventually
 from tests.processes import KpkServer
 from tests.sockets import members
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
@@ -71,11 +71,8 @@ async def test_the_admin_view_is_read_only(start_kpk: StartKpk) -> None:
     try:
         async with members(node.url) as [member]:
             await member.join(ROOM)
-            for _ in range(200):
-                if config:
-                    break
-                await asyncio.sleep(0.05)
-            assert config and config[0]["supportedFeatures"] == ["AGGREGATED_EVENTS"]
+            await eventually(lambda: config, what="the admin UI's config")
+            assert config[0]["supportedFeatures"] == ["AGGREGATED_EVENTS"]
             # The UI's write actions have no handler: nothing moves the member.
             await admin.emit("_disconnect", ("/", True, []), namespace="/admin")
             await admin.emit("leave", ("/", f"kpk:{ROOM}", []), namespace="/admin")
