@@ -30,11 +30,20 @@ that no caller awaits.
 Refusals (`StrictPacket`, `Server`). kpk-io's protocol uses no binary packets, so a packet
 announcing attachments, a BINARY_EVENT or BINARY_ACK, or a binary frame is refused before
 python-socketio keeps any state for it (it would otherwise keep every later frame of the
-connection as an attachment), and the connection is closed.
+connection as an attachment), and the connection is closed. Any other packet kpk-io cannot
+read (not JSON, NaN or Infinity, nested past the JSON decoder's recursion limit, an event
+with no name or a name that is not a string, a packet type clients do not send) keeps the
+connection: python-socketio would drop it without an answer (or, for an event without a
+name, fail in a task), so it is refused here and answered with an `invalid_request` ack
+whenever its ack id can be read. Frames that are not Engine.IO packets at all (empty, or
+not starting with a packet type) never reach this module: python-engineio drops that
+WebSocket itself, and its socket is gone at the next ping timeout.
 """
 
 import asyncio
+import json
 import logging
+import re
 from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
@@ -43,10 +52,18 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
+from kpk_io.protocol import ErrorCode, ProtocolError
+
 log = logging.getLogger(__name__)
 
 NAMESPACE = "/"
 MAX_ATTACHMENTS = 0  # per packet: the protocol has no binary data
+# The header of a Socket.IO packet: type, attachments, namespace, ack id (as python-socketio
+# reads them), for reading the ack id of a packet whose body cannot be decoded.
+_HEADER = re.compile(r"[0-9](?:[0-9]+-)?(?:(/[^,]*),)?([0-9]{1,16})")
+# Packet types a client sends; BINARY_* are refused (with the connection) before this.
+_FROM_CLIENTS = frozenset({sio_packet.CONNECT, sio_packet.DISCONNECT, sio_packet.EVENT,
+                           sio_packet.ACK})
 
 
 class RefusedPacket(ValueError):
@@ -57,25 +74,67 @@ class RefusedPacket(ValueError):
     connection can still be answered.
     """
 
-    def __init__(self, reason: str, *, close: bool, ack_id: int | None = None) -> None:
+    def __init__(
+        self, reason: str, *, close: bool, ack_id: int | None = None,
+        namespace: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.close = close
         self.ack_id = ack_id
+        self.namespace = namespace or NAMESPACE
+
+
+class _StrictJson:
+    """The JSON codec of StrictPacket: what python-socketio's does, but NaN and Infinity,
+    which are not JSON, are refused."""
+
+    @staticmethod
+    def loads(text: str) -> Any:
+        return json.loads(text, parse_constant=_not_json)
+
+    @staticmethod
+    def dumps(value: Any, **options: Any) -> str:
+        return json.dumps(value, **options)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 class StrictPacket(sio_packet.Packet):  # type: ignore[misc]
     """python-socketio's packet, decoding only what kpk-io's protocol can carry."""
+
+    json = _StrictJson
 
     def decode(self, encoded_packet: str | bytes) -> int:
         if not isinstance(encoded_packet, str):
             raise RefusedPacket("binary frames are not part of the protocol", close=True)
         if encoded_packet[:1] in (str(sio_packet.BINARY_EVENT), str(sio_packet.BINARY_ACK)):
             raise RefusedPacket("binary packets are not part of the protocol", close=True)
-        attachments: int = super().decode(encoded_packet)
+        try:
+            attachments: int = super().decode(encoded_packet)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+            header = _HEADER.match(encoded_packet)
+            raise RefusedPacket(
+                f"not a packet kpk-io can read: {str(exc)[:200]}", close=False,
+                ack_id=int(header[2]) if header else None, namespace=header and header[1],
+            ) from None
         if attachments > MAX_ATTACHMENTS:
             raise RefusedPacket(f"a packet announced {attachments} attachments", close=True)
+        problem = self._problem()
+        if problem is not None:
+            raise RefusedPacket(problem, close=False, ack_id=self.id, namespace=self.namespace)
         return attachments
+
+    def _problem(self) -> str | None:
+        if self.packet_type not in _FROM_CLIENTS:
+            return f"packet type {self.packet_type} is not one a client sends"
+        if self.packet_type == sio_packet.EVENT and not (
+            isinstance(self.data, list) and self.data and isinstance(self.data[0], str)
+        ):
+            return "an event is a list whose first item is the event's name, a string"
+        return None
 
 
 class Server(socketio.AsyncServer):  # type: ignore[misc]
@@ -93,8 +152,21 @@ class Server(socketio.AsyncServer):  # type: ignore[misc]
                 log.warning("closing a connection that sent a refused packet: %s",
                             refused.reason)
                 await self.close_connection(eio_sid)
-            else:  # a packet the connection survives: its ack id, if any, is refused.ack_id
-                log.info("packet refused: %s", refused.reason)
+            else:
+                await self._answer_refused(eio_sid, refused)
+
+    async def _answer_refused(self, eio_sid: str, refused: RefusedPacket) -> None:
+        """Answer a packet that keeps the connection with an `invalid_request` ack, when
+        its ack id could be read; a packet without one gets no answer, like any event
+        sent without an acknowledgement."""
+        log.debug("refused a packet: %s", refused.reason)
+        if refused.ack_id is None:
+            return
+        ack = ProtocolError(ErrorCode.INVALID_REQUEST, refused.reason).to_ack()
+        answer = self.packet_class(
+            sio_packet.ACK, namespace=refused.namespace, id=refused.ack_id, data=[ack]
+        )
+        await self.eio.send(eio_sid, answer.encode())
 
     async def close_connection(self, eio_sid: str) -> None:
         """Say goodbye (a Socket.IO DISCONNECT: client libraries do not reconnect after it)

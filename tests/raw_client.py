@@ -63,6 +63,12 @@ class RawClient:
         first: Ack = answer[0]
         return first
 
+    def expect_ack(self, ack_id: int) -> "asyncio.Future[list[Any]]":
+        """The future of the ack with `ack_id`, for a packet the test sends by hand."""
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._acks[ack_id] = future
+        return future
+
     async def join(self, room: str) -> Ack:
         ack = await self.call("join", {"room": room})
         assert ack["ok"], ack
