@@ -68,8 +68,8 @@ requests = st.fixed_dictionaries(
     },
 )
 event_names = st.one_of(
-    st.sampled_from(["join", "leave", "update", "sync", "connect", "disconnect",
-                     "connect_error", "message"]),
+    st.sampled_from(["join", "leave", "update", "sync", "presence", "signal", "connect",
+                     "disconnect", "connect_error", "message"]),
     texts,
 )
 calls = st.tuples(event_names, st.lists(st.one_of(requests, json_values), max_size=3))
