@@ -43,6 +43,7 @@ pytest: $(VENV)/.test
 bench: $(VENV)/.serve
 	$(PY) -m benchmarks.commits
 	$(PY) -m benchmarks.fanout
+	$(PY) -m benchmarks.signals
 
 # The reliability soak (docs/reliability.md); e.g. make soak SOAK_ARGS="--duration 900 --nodes 3"
 soak: $(VENV)/.serve

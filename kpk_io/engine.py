@@ -27,6 +27,12 @@ the internals are not what this module expects (a socket without such a queue, a
 that is not one text packet), it falls back to the public `sio.emit`, in a task of its own
 that no caller awaits.
 
+Relaying (`RelayManager`). python-socketio's AsyncRedisManager hands every message on its
+channel to `_handle_emit`, which encodes the packet before it looks for recipients; a node
+with no member in the room skips that (`manager.rooms`, the namespace -> room -> members map
+python-socketio keeps for each node's own sockets), so such a node does no work per signal
+beyond the manager's own decode.
+
 Refusals (`StrictPacket`, `Server`). kpk-io's protocol uses no binary packets, so a packet
 announcing attachments, a BINARY_EVENT or BINARY_ACK, or a binary frame is refused before
 python-socketio keeps any state for it (it would otherwise keep every later frame of the
@@ -178,6 +184,17 @@ class Server(socketio.AsyncServer):  # type: ignore[misc]
         if socket is not None:
             await socket.close(wait=False, abort=False)  # an Engine.IO CLOSE packet
             socket.queue.put_nowait(None)
+
+
+class RelayManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+    """AsyncRedisManager that skips messages for rooms with no member on this node."""
+
+    async def _handle_emit(self, message: dict[str, Any]) -> None:
+        room = message.get("room")
+        namespace = message.get("namespace") or NAMESPACE
+        if isinstance(room, str) and not self.rooms.get(namespace, {}).get(room):
+            return
+        await super()._handle_emit(message)
 
 
 class Outbox:

@@ -10,7 +10,14 @@ from kpk_io.access import AccessControl
 from kpk_io.broadcast import Broadcaster, socketio_channel
 from kpk_io.change import CommittedChange
 from kpk_io.config import Settings
-from kpk_io.engine import NAMESPACE, Outbox, Server, drop_transport, slow_consumers
+from kpk_io.engine import (
+    NAMESPACE,
+    Outbox,
+    RelayManager,
+    Server,
+    drop_transport,
+    slow_consumers,
+)
 from kpk_io.handlers import Handlers
 from kpk_io.hub import Hub
 from kpk_io.identity import TokenVerifier
@@ -68,7 +75,7 @@ def client_manager(settings: Settings) -> socketio.AsyncManager:
     # A publish that Redis does not answer fails after this (pub/sub reads block as they
     # should: redis-py ignores socket_timeout for them).
     options = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
-    return socketio.AsyncRedisManager(
+    return RelayManager(
         settings.redis_url, channel=socketio_channel(settings.key_prefix), redis_options=options
     )
 

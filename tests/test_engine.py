@@ -2,6 +2,7 @@
 when an upgrade changes any of it, so that an upgrade cannot silently break delivery."""
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -13,8 +14,17 @@ import socketio
 from aiohttp import web
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
+from socketio.async_pubsub_manager import AsyncPubSubManager
 
-from kpk_io.engine import NAMESPACE, Outbox, RefusedPacket, Server, StrictPacket, drop_transport
+from kpk_io.engine import (
+    NAMESPACE,
+    Outbox,
+    RefusedPacket,
+    RelayManager,
+    Server,
+    StrictPacket,
+    drop_transport,
+)
 from tests.polling import eventually
 from tests.processes import free_port
 
@@ -160,3 +170,13 @@ async def test_one_recipient_failing_costs_the_others_nothing() -> None:
             await eventually(lambda: received == ["for all"], 10, "the healthy recipient")
         finally:
             broken.queue = working
+
+
+def test_the_relay_managers_hook_is_still_python_socketios() -> None:
+    """RelayManager overrides AsyncPubSubManager._handle_emit(message) and reads the
+    manager's `rooms` map (namespace -> room -> members): both must still be there."""
+    hook = vars(AsyncPubSubManager)["_handle_emit"]
+    assert inspect.iscoroutinefunction(hook)
+    assert list(inspect.signature(hook).parameters) == ["self", "message"]
+    manager = RelayManager("redis://127.0.0.1:1/0", write_only=True)
+    assert manager.rooms == {}
