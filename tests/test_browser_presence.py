@@ -3,8 +3,11 @@ on two nodes of one Redis."""
 
 from collections.abc import Callable
 
-from playwright.sync_api import BrowserContext, expect
+import socketio
+from playwright.sync_api import BrowserContext, Page, expect
 
+from kpk_io.broadcast import socketio_channel
+from kpk_io.rooms import sio_room
 from tests.conftest import StartKpk
 from tests.processes import RedisServer
 from tests.test_browser import (  # noqa: F401 (fixtures)
@@ -40,5 +43,23 @@ def test_two_demo_pages_see_each_other_and_each_others_typing(
     expect(alice.locator("#typing .typist")).to_have_count(0)  # never her own signals
     expect(typist).to_have_count(0, timeout=10_000)  # the indicator fades once she stops
 
+    # Django code that emits through python-socketio's own (blocking) RedisManager reaches
+    # the page's custom event handler.
+    alice.evaluate("""() => {
+      window.__notices = [];
+      window.__kpk.client.on("notice", (body) => window.__notices.push(body));
+    }""")
+    emitter = socketio.RedisManager(
+        redis_server.url, channel=socketio_channel(key_prefix), write_only=True
+    )
+    emitter.emit("notice", {"text": "deploy at 5"}, room=sio_room(alice_room(alice)))
+    alice.wait_for_function("window.__notices.length === 1", timeout=10_000)
+    assert alice.evaluate("window.__notices") == [{"text": "deploy at 5"}]
+
     bob.close()
     expect(alice.locator("#people .person")).to_have_count(1, timeout=LIVE_TIMEOUT)
+
+
+def alice_room(page: Page) -> str:
+    room: str = page.evaluate("window.__kpk.room.id")
+    return room

@@ -16,6 +16,7 @@ from tests.auth_keys import SECRET
 from tests.conftest import StartKpk
 from tests.polling import eventually
 from tests.processes import KpkServer, RedisServer
+from tests.raw_client import RawClient
 
 ROOM = "kpk/notes/acme/q1/presence"
 Body = dict[str, Any]
@@ -238,3 +239,21 @@ async def test_members_carry_the_tokens_user_and_read_only_members_may_signal(
     finally:
         await first.sio.disconnect()
         await second.sio.disconnect()
+
+
+async def test_a_silently_dead_member_leaves_when_its_ping_times_out(
+    start_kpk: StartKpk, redis_server: RedisServer, key_prefix: str,
+) -> None:
+    node = start_kpk("--redis-url", redis_server.url, "--key-prefix", key_prefix,
+                     "--ping-interval", "1", "--ping-timeout", "1")
+    async with peers(node.url) as (watcher,):
+        await watcher.join()
+        silent = await RawClient(node.url, answer_pings=False).open()
+        try:
+            ack = await silent.join(ROOM)
+            assert ack["ok"], ack
+            await eventually(lambda: watcher.events("joined") == [ack["member"]], 10, "joined")
+            # Its connection stays open, but it answers no ping: gone after about 2 s.
+            await eventually(lambda: watcher.events("left") == [ack["member"]], 15, "left")
+        finally:
+            await silent.close()
