@@ -33,6 +33,7 @@ class FaultSchedule:
 
     async def run(self, until: float) -> None:
         """Inject faults until the monotonic time `until` (none starts too close to it)."""
+        self._started = time.monotonic()  # fault times in the log count from here
         if not self._every or not self._kinds:
             return
         turn = 0

@@ -69,8 +69,8 @@ def verdicts(evidence: Evidence) -> dict[str, Verdict]:
     if not evidence.durable:
         for name in ("acked_durable", "history_replays", "history_not_rewritten"):
             found[name].binding = False
-            found[name].note = ("appendfsync everysec: a Redis crash may lose the last "
-                                "second of acknowledged changes; reported, not enforced")
+            found[name].note = ("appendfsync everysec: a machine crash may lose the last "
+                                "second or two of acknowledged changes; reported, not enforced")
     return found
 
 
