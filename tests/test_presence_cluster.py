@@ -1,15 +1,17 @@
 """Presence and signals across two real nodes on one Redis (issue 13)."""
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 import socketio
 
 from kpk_io.broadcast import socketio_channel
-from kpk_io.publish import AsyncPublisher
+from kpk_io.publish import AsyncPublisher, Publisher
 from kpk_io.rooms import sio_room
 from kpk_io.tokens import issue
 from tests.auth_keys import SECRET
@@ -207,8 +209,10 @@ async def test_outside_emitters_reach_a_rooms_members(
         await eventually(lambda: all(p.custom == notice for p in (first, second)), 10, "notice")
         async with AsyncPublisher(redis_server.url, key_prefix=key_prefix) as publisher:
             await publisher.signal(ROOM, {"banner": "hello"})
-        expected = {"room": ROOM, "from": None, "data": {"banner": "hello"}}
-        await eventually(lambda: all(p.signals == [expected] for p in (first, second)), 10,
+        with Publisher(redis_server.url, key_prefix=key_prefix) as blocking:
+            await asyncio.to_thread(blocking.signal, ROOM, {"banner": "again"})
+        expected = [{"room": ROOM, "from": None, "data": {"banner": b}} for b in ("hello", "again")]
+        await eventually(lambda: all(p.signals == expected for p in (first, second)), 10,
                          "signal")
         assert outsider.custom == [] and outsider.signals == []
 
@@ -257,3 +261,54 @@ async def test_a_silently_dead_member_leaves_when_its_ping_times_out(
             await eventually(lambda: watcher.events("left") == [ack["member"]], 15, "left")
         finally:
             await silent.close()
+
+
+async def test_presence_and_signals_in_one_process_without_redis(start_kpk: StartKpk) -> None:
+    node = start_kpk()
+    async with peers(node.url, node.url) as (first, second):
+        me = (await first.join(meta={"hue": 1}))["member"]
+        ack = await second.join()
+        assert ack["members"] == [me, ack["member"]] or ack["members"] == [ack["member"], me]
+        await eventually(lambda: first.events("joined") == [ack["member"]], 10, "joined")
+        assert await second.call("signal", {"room": ROOM, "data": [1, 2]}) == {"ok": True}
+        await eventually(lambda: first.signals == [
+            {"room": ROOM, "from": ack["member"]["id"], "data": [1, 2]}
+        ], 10, "signal")
+        assert second.signals == []
+        await second.sio.disconnect()
+        await eventually(lambda: first.events("left") == [ack["member"]], 10, "left")
+
+
+async def test_updates_never_travel_on_the_socketio_channel(
+    two_nodes: list[KpkServer], redis_server: RedisServer, key_prefix: str,
+) -> None:
+    """Room state keeps its own feed: with AsyncRedisManager as the client manager, hub
+    deliveries stay local (each node delivers from its own feed), so each member gets each
+    update once, and the channel carries presence and signals only."""
+    subscriber = aioredis.Redis.from_url(redis_server.url)
+    channel = subscriber.pubsub(ignore_subscribe_messages=True)
+    await channel.subscribe(socketio_channel(key_prefix))
+    events: list[str] = []
+
+    async def record() -> None:
+        async for message in channel.listen():
+            events.append(json.loads(message["data"])["event"])
+
+    recorder = asyncio.create_task(record())
+    try:
+        a_url, b_url = (n.url for n in two_nodes)
+        async with peers(a_url, b_url, b_url) as (writer, far, near):
+            for peer in (writer, far, near):
+                await peer.join()
+            for n in range(5):
+                assert (await writer.call("update", {"room": ROOM, "set": {"n": n}}))["ok"]
+            assert (await writer.call("signal", {"room": ROOM, "data": "done"}))["ok"]
+            await eventually(lambda: "signal" in events, 10, "the signal on the channel")
+            await eventually(lambda: len(far.updates) == len(near.updates) == 5, 10, "updates")
+        for peer in (far, near):
+            assert [u["rev"] for u in peer.updates] == [1, 2, 3, 4, 5]
+        assert set(events) == {"presence", "signal"}, events
+    finally:
+        recorder.cancel()
+        await channel.aclose()
+        await subscriber.aclose()
