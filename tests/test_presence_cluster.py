@@ -310,5 +310,5 @@ async def test_updates_never_travel_on_the_socketio_channel(
         assert set(events) == {"presence", "signal"}, events
     finally:
         recorder.cancel()
-        await channel.aclose()
+        await channel.aclose()  # type: ignore[no-untyped-call]
         await subscriber.aclose()
