@@ -12,7 +12,9 @@ anything this module relies on:
 - `socket.close(wait=False, abort=...)`: runs the disconnect handler, then (abort=False)
   queues an Engine.IO CLOSE packet; `queue.qsize()` for the slow-consumer gauge;
 - `socketio.AsyncServer._handle_eio_message(eio_sid, data)`, the handler of every incoming
-  Engine.IO message, which decodes it with `sio.packet_class` (the public `serializer=`).
+  Engine.IO message, which decodes it with `sio.packet_class` (the public `serializer=`);
+- `socketio.AsyncServer._send_packet(eio_sid, packet)`, through which every packet to a
+  client goes, CONNECT_ERROR included.
 
 Delivery (`Outbox`). A Socket.IO emit awaits engineio's `AsyncSocket.send`, which first runs
 `check_ping_timeout`: for a client whose pong is overdue that closes the socket and runs the
@@ -161,6 +163,11 @@ class Server(socketio.AsyncServer):  # type: ignore[misc]
             else:
                 await self._answer_refused(eio_sid, refused)
 
+    async def _send_packet(self, eio_sid: str, packet: sio_packet.Packet) -> None:
+        if packet.packet_type == sio_packet.CONNECT_ERROR:
+            packet.data = connect_error(packet.data)
+        await super()._send_packet(eio_sid, packet)
+
     async def _answer_refused(self, eio_sid: str, refused: RefusedPacket) -> None:
         """Answer a packet that keeps the connection with an `invalid_request` ack, when
         its ack id could be read; a packet without one gets no answer, like any event
@@ -195,6 +202,22 @@ class RelayManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         if isinstance(room, str) and not self.rooms.get(namespace, {}).get(room):
             return
         await super()._handle_emit(message)
+
+
+def connect_error(data: object) -> dict[str, Any]:
+    """A CONNECT_ERROR payload that carries `data: {error, message}`, as every connect_error
+    of kpk-io does. Those of kpk-io's own handlers have it already; python-socketio's own
+    (a namespace that is not served, a second connect to one, or a refusal by the admin
+    namespace) are a bare message, given a code here."""
+    if isinstance(data, dict) and isinstance(data.get("data"), dict) and "error" in data["data"]:
+        return data
+    message = str(data.get("message") if isinstance(data, dict) else data or "refused")
+    if message == "Unable to connect":  # python-socketio's words for both namespace cases
+        code = ErrorCode.INVALID_REQUEST
+        message = "no such namespace, or this connection is in it already: connect once to /"
+    else:
+        code = ErrorCode.UNAUTHORIZED
+    return {"message": message, "data": ProtocolError(code, message).to_data()}
 
 
 class Outbox:

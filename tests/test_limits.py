@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import socketio
 
+from kpk_io.client import KpkClient
 from tests.conftest import StartKpk
 from tests.polling import eventually
 from tests.processes import KpkServer, RedisServer
@@ -243,3 +244,41 @@ async def test_a_message_over_max_payload_closes_that_connection_only(
         await big.sio.shutdown()
         assert (await other.update(ROOM, set={"small": 1}))["rev"] == 1
         assert (await other.join(ROOM))["state"] == {"small": 1}
+
+
+async def test_the_python_client_waits_out_rate_limited_and_sends_again(
+    start_kpk: StartKpk,
+) -> None:
+    # A token every 2 s after a burst of 2: the third change in a row is refused.
+    kpk = start_kpk("--rate-limit", "0.5", "--rate-burst", "2")
+    async with KpkClient(kpk.url, transports=["websocket"]) as client:
+        room = await client.join(ROOM)
+        codes = []
+        for n in range(3):
+            room.set("n", n)
+            await room.flush(timeout=10)
+            codes.append(room.last_error.code if room.last_error else None)
+        assert codes[-1] == "rate_limited"  # refused once, then sent again after retry_after
+        assert (room.rev, room.state) == (3, {"n": 2})
+    async with members(kpk.url) as [reader]:
+        assert (await reader.join(ROOM))["state"] == {"n": 2}
+
+
+@pytest.mark.parametrize(
+    ("namespace", "auth", "code"),
+    [("/nope", None, "invalid_request"),
+     ("/admin", {"username": "ops", "password": "wrong"}, "unauthorized")],
+)
+async def test_python_socketios_own_connect_errors_carry_error_and_message_too(
+    start_kpk: StartKpk, namespace: str, auth: dict[str, str] | None, code: str
+) -> None:
+    kpk = start_kpk(env={"KPK_IO_ADMIN_USER": "ops", "KPK_IO_ADMIN_PASSWORD": "p" * 20})
+    sio = socketio.AsyncClient(reconnection=False)
+    refused: list[Any] = []
+    sio.on("connect_error", refused.append, namespace=namespace)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await sio.connect(kpk.url, namespaces=[namespace], auth=auth, transports=["websocket"],
+                          wait_timeout=10)
+    await sio.shutdown()
+    assert refused and refused[0]["data"]["error"] == code, refused
+    assert refused[0]["data"]["message"] == refused[0]["message"]

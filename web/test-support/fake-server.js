@@ -22,6 +22,9 @@ export class FakeServer {
   /** The next `update` is answered with this error instead of being committed. */
   /** @type {string | null} */
   refuseNextUpdate = null;
+  /** The next `update` is answered `rate_limited` with this `retry_after` (ms). */
+  /** @type {number | null} */
+  rateLimitNextUpdate = null;
   /** The next `update` is committed, then answered with this error: a store that stalled
    * ran the commit after the server had given up on it (docs/protocol.md, `unavailable`). */
   /** @type {string | null} */
@@ -97,6 +100,11 @@ export class FakeServer {
 
   /** @param {FakeSocket} socket @param {any} p */
   #update(socket, p) {
+    if (this.rateLimitNextUpdate !== null) {
+      const retryAfter = this.rateLimitNextUpdate;
+      this.rateLimitNextUpdate = null;
+      return { ok: false, error: "rate_limited", message: "slow down", retry_after: retryAfter };
+    }
     if (this.refuseNextUpdate) {
       const error = this.refuseNextUpdate;
       this.refuseNextUpdate = null;

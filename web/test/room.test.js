@@ -228,6 +228,24 @@ test("an update the server could not answer in time is synced, then sent again o
   assert.deepEqual(ra.state, { title: "retried" });
 });
 
+test("a rate_limited update waits the retry_after it was given, then goes out again", async () => {
+  const server = new FakeServer();
+  const a = client(server);
+  const ra = await a.join(ROOM, { debounceMs: 1, retryDelayMs: 5 });
+  /** @type {unknown[]} */
+  const errors = [];
+  ra.on("error", (event) => errors.push(event));
+  server.rateLimitNextUpdate = 200;
+  const started = Date.now();
+  ra.set("title", "patient");
+  await until(() => ra.pendingCount === 0, "the re-sent change");
+  assert.ok(Date.now() - started >= 200, "it waited retry_after, not its own 5 ms");
+  assert.deepEqual(server.updates(ROOM).map((p) => p.set.title), ["patient", "patient"]);
+  assert.equal(server.room(ROOM).rev, 1, "the refused attempt committed nothing");
+  assert.deepEqual(ra.state, { title: "patient" });
+  assert.deepEqual(errors, [], "not a final refusal");
+});
+
 test("an update answered unavailable but committed (a stalled store) is applied once", async () => {
   const server = new FakeServer();
   const a = client(server);
