@@ -1,6 +1,7 @@
 // An in-process stand-in for a kpk-io server and socket.io-client's `io()`, for the node unit
 // tests of the client algorithm. It follows docs/protocol.md: join/leave/update/sync with
-// acks, `update` events to the other members only, in rev order. Every message is delivered
+// acks, `update` events to the other members only, in rev order; presence (members in the
+// join ack, `presence` events) and `signal`. Every message is delivered
 // asynchronously and in order per connection, as over a real socket. Knobs let a test lose an
 // ack, skip an update event (a gap), refuse updates, forget history, or go down and come back.
 
@@ -73,18 +74,52 @@ export class FakeServer {
   handle(socket, event, p) {
     this.requests.push([socket, event, p]);
     if (event === "join") {
+      const fresh = !socket.joined.has(p.room);
       socket.joined.add(p.room);
+      if (fresh) socket.metas.set(p.room, p.meta ?? {});
+      if (fresh) this.broadcast(p.room, "presence", { room: p.room, joined: [memberOf(socket, p.room)] }, socket);
       const room = this.room(p.room);
-      return { ok: true, room: p.room, rev: room.rev, state: structuredClone(room.state) };
+      const members = this.membersOf(p.room);
+      const member = memberOf(socket, p.room);
+      return { ok: true, room: p.room, rev: room.rev, state: structuredClone(room.state), member, members };
     }
     if (event === "leave") {
-      socket.joined.delete(p.room);
+      if (socket.joined.delete(p.room)) this.left(socket, p.room);
       return { ok: true, room: p.room };
     }
     if (!socket.joined.has(p.room)) return { ok: false, error: "not_joined", message: "join first" };
+    if (event === "presence") {
+      socket.metas.set(p.room, p.meta);
+      this.broadcast(p.room, "presence", { room: p.room, updated: [memberOf(socket, p.room)] }, socket);
+      return { ok: true };
+    }
+    if (event === "signal") {
+      this.broadcast(p.room, "signal", { room: p.room, from: socket.memberId, data: p.data }, socket);
+      return { ok: true };
+    }
     if (event === "sync") return this.#sync(p);
     if (event === "update") return this.#update(socket, p);
     return { ok: false, error: "unknown_event", message: event };
+  }
+
+  /** Everyone in `room` now, as the join ack lists them. @param {string} room */
+  membersOf(room) {
+    return [...this.sockets].filter((s) => s.joined.has(room)).map((s) => memberOf(s, room));
+  }
+
+  /**
+   * Server side: `event` to every member of `room` but `except`, as the client manager does.
+   * @param {string} room @param {string} event @param {any} body @param {FakeSocket | null} [except]
+   */
+  broadcast(room, event, body, except = null) {
+    for (const other of this.sockets) {
+      if (other !== except && other.joined.has(room)) other.deliver(event, structuredClone(body));
+    }
+  }
+
+  /** @param {FakeSocket} socket @param {string} room  it is no member any more */
+  left(socket, room) {
+    this.broadcast(room, "presence", { room, left: [memberOf(socket, room)] }, socket);
   }
 
   /** @param {any} p */
@@ -157,6 +192,9 @@ export class FakeSocket {
   sendBuffer = [];
   /** @type {Set<string>} */
   joined = new Set();
+  memberId = "";
+  /** @type {Map<string, Record<string, any>>} */
+  metas = new Map();
   /** @type {Map<string, Function[]>} */
   #handlers = new Map();
   /** @type {Map<string, Function[]>} */
@@ -180,6 +218,12 @@ export class FakeSocket {
   /** @param {string} event @param {Function} fn */
   on(event, fn) {
     add(this.#handlers, event, fn);
+    return this;
+  }
+
+  /** @param {string} event @param {Function} fn */
+  off(event, fn) {
+    this.#handlers.set(event, (this.#handlers.get(event) ?? []).filter((f) => f !== fn));
     return this;
   }
 
@@ -258,6 +302,7 @@ export class FakeSocket {
       if (!this.active || this.connected || !this.server.up) return;
       this.connected = true;
       this.#connectionId++;
+      this.memberId = `m${++memberCount}`; // per connection, as on the server
       this.joined.clear();
       this.server.sockets.add(this);
       this.#fire(this.#handlers, "connect");
@@ -268,6 +313,7 @@ export class FakeSocket {
   #close(reason) {
     this.connected = false;
     this.server.sockets.delete(this);
+    for (const room of this.joined) this.server.left(this, room);
     this.joined.clear();
     this.#fire(this.#handlers, "disconnect", reason);
     for (const answer of this.#pendingAnswers) answer(new Error("socket has been disconnected"));
@@ -307,6 +353,13 @@ export async function until(condition, what, timeoutMs = 2000) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 2));
   }
+}
+
+let memberCount = 0;
+
+/** @param {FakeSocket} socket @param {string} room */
+function memberOf(socket, room) {
+  return { id: socket.memberId, user: `anonymous-${socket.memberId}`, name: null, meta: socket.metas.get(room) ?? {} };
 }
 
 /** @param {Map<string, Function[]>} map @param {string} key @param {Function} fn */
