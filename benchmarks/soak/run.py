@@ -137,9 +137,11 @@ class Soak:
                         "at": "during the run"}
 
     async def _settle(self, baseline: list[float]) -> Evidence:
+        _say("settling: faults undone, members stop and flush")
         await asyncio.to_thread(self.cluster.heal)
         self.crew.signals.stop.set()
         await self.crew.all_say("flushed", 120)
+        _say("probing: a fresh update in every room, a fresh join of every room on every node")
         probes = []
         for index, room in enumerate(self.rooms):
             url = self.cluster.urls[index % len(self.cluster.urls)]
@@ -150,6 +152,7 @@ class Soak:
         targets = {room: {"rev": rev, "state": state} for room, (rev, state) in stored.items()}
         _write_json(self._dir / "targets.json", targets)
         self.crew.signals.check.set()
+        _say("checking: every member must hold the stored state")
         await self.crew.all_say("done", 180)
         self._memory(baseline, self.cluster.node_rss())
         self.crew.signals.release.set()
@@ -198,7 +201,11 @@ class Soak:
             "pings": {"interval": interval, "timeout": timeout, "set": bool(self._env)},
             "elapsed_seconds": round(time.monotonic() - started, 1),
             "updates": {"acked": counts["acked"], "duplicate_acks": counts["duplicate acks"],
-                        "deliveries": counts["deliveries"], "counts": dict(sorted(counts.items()))},
+                        "deliveries": counts["deliveries"],
+                        # Server faults answered to members: not an invariant, but a defect.
+                        "internal_answers": sum(n for k, n in counts.items()
+                                                if k.endswith(" internal")),
+                        "counts": dict(sorted(counts.items()))},
             "faults": {"total": sum(self.faults.counts.values()),
                        "by_kind": dict(self.faults.counts), "log": self.faults.log},
             "probes": {"rounds_during_run": self.probe_rounds,
@@ -208,6 +215,10 @@ class Soak:
             "node_logs": [str(n.log_path) for n in self.cluster.nodes if self.plan.keep_logs],
             "invariants": {name: verdict.to_json() for name, verdict in found.items()},
         }
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _read_json(path: Path) -> Any:
