@@ -4,6 +4,9 @@ The peer of the TCP connection is the client, unless that peer is one of the con
 trusted proxies: then the proxies' X-Forwarded-For is read from the right, each trusted hop
 naming the one before it, and the first hop that is not a trusted proxy is the client.
 Anything further left was written by the client itself and is ignored.
+
+Limits count an IPv6 client by its /64 network (`limited_by`): one subscriber usually holds
+a whole /64, so counting single addresses would hand it 2^64 separate allowances.
 """
 
 import ipaddress
@@ -40,6 +43,14 @@ class TrustedProxies:
         return parsed is not None and any(parsed in network for network in self._networks)
 
 
+def limited_by(address: str) -> str:
+    """What a per-address limit counts `address` as: itself, or its /64 for IPv6."""
+    parsed = _parse(address)
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return address
+
+
 def _parse(text: str) -> Address | None:
     try:
         address = ipaddress.ip_address(text)
@@ -58,13 +69,16 @@ class ConnectionCounts:
         self._counts: Counter[str] = Counter()
 
     def admit(self, address: str) -> bool:
-        """Count one more connection from `address`, unless it holds `limit` already."""
-        if self._limit and self._counts[address] >= self._limit:
+        """Count one more connection from `address` (by limited_by()), unless that holds
+        `limit` already."""
+        key = limited_by(address)
+        if self._limit and self._counts[key] >= self._limit:
             return False
-        self._counts[address] += 1
+        self._counts[key] += 1
         return True
 
     def release(self, address: str) -> None:
-        self._counts[address] -= 1
-        if self._counts[address] <= 0:
-            del self._counts[address]
+        key = limited_by(address)
+        self._counts[key] -= 1
+        if self._counts[key] <= 0:
+            del self._counts[key]

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from kpk_io.address import TrustedProxies
+from kpk_io.address import TrustedProxies, limited_by
 from kpk_io.change import JSON
 from kpk_io.config import Settings
 from kpk_io.identity import API_KEY_IDENTITY, Identity, TokenVerifier, Unauthorized
@@ -163,7 +163,8 @@ class _RoomApi:
 
     def _take(self, buckets: KeyedBuckets, request: web.Request) -> None:
         forwarded = request.headers.get("X-Forwarded-For")
-        take(buckets.bucket(self._proxies.client_address(request.remote, forwarded)))
+        address = self._proxies.client_address(request.remote, forwarded)
+        take(buckets.bucket(limited_by(address)))
 
     async def _commit(self, update: UpdateRequest, who: Identity) -> dict[str, JSON]:
         started = time.perf_counter()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kpk_io.address import ConnectionCounts, TrustedProxies
+from kpk_io.address import ConnectionCounts, TrustedProxies, limited_by
 
 PROXIES = TrustedProxies(["10.0.0.0/8", "2001:db8::1"])
 
@@ -36,3 +36,15 @@ def test_connection_counts_cap_each_address() -> None:
     assert counts.admit("a")
     unlimited = ConnectionCounts(0)
     assert all(unlimited.admit("a") for _ in range(1000))
+
+
+def test_ipv6_clients_count_by_their_64() -> None:
+    assert limited_by("203.0.113.7") == "203.0.113.7"
+    assert limited_by("2001:db8:1:2:aaaa::1") == limited_by("2001:db8:1:2:bbbb::9") == \
+        "2001:db8:1:2::/64"
+    assert limited_by("2001:db8:1:3::1") != limited_by("2001:db8:1:2::1")
+    assert limited_by("unknown") == "unknown"
+    counts = ConnectionCounts(1)
+    assert counts.admit("2001:db8::1") and not counts.admit("2001:db8::2")
+    counts.release("2001:db8::1")
+    assert counts.admit("2001:db8::2")
