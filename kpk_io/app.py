@@ -120,10 +120,7 @@ async def _store_checks(app: web.Application) -> AsyncIterator[None]:
 async def _presence(app: web.Application) -> AsyncIterator[None]:
     """Beat and prune presence while the app runs; leave every room on the way out."""
     roster = app[ROSTER]
-    try:
-        await roster.start()
-    except Exception as exc:  # Redis down at start: beats retry in the background
-        log.warning("presence heartbeat failed at start: %s", exc)
+    await roster.start()
     yield
     await roster.close()
 

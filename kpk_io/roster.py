@@ -98,7 +98,10 @@ class Roster:
     async def start(self) -> None:
         """Beat once (other nodes list this node's members only while it beats), then keep
         beating and pruning the members of nodes that stopped."""
-        await self._store.beat()
+        try:
+            await self._store.beat()
+        except Exception as exc:  # Redis down at start: the next beats try again
+            log.warning("presence heartbeat failed at start: %s", exc)
         self._beating = asyncio.create_task(self._beat_forever(), name="kpk-io presence")
 
     async def close(self) -> None:
