@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks.soak.plan import FAULT_KINDS
 
+ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["--duration", "40", "--nodes", "2", "--clients", "10", "--rooms", "4",
         "--silent", "2", "--workers", "2", "--fault-every", "7", "--probe-every", "10"]
 
@@ -22,7 +23,7 @@ def test_a_one_minute_soak_with_faults_and_silent_clients_keeps_every_invariant(
     summary_path = tmp_path / "soak.json"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.soak", *ARGS, "--json", str(summary_path)],
-        capture_output=True, text=True, timeout=280, check=False,
+        capture_output=True, text=True, timeout=280, check=False, cwd=ROOT,
     )
     summary = json.loads(summary_path.read_text())
     failed = {name: v for name, v in summary["invariants"].items() if not v["ok"]}
