@@ -312,3 +312,31 @@ async def test_updates_never_travel_on_the_socketio_channel(
         recorder.cancel()
         await channel.aclose()  # type: ignore[no-untyped-call]
         await subscriber.aclose()
+
+
+async def test_a_redis_stall_holds_up_no_signal_request(
+    start_kpk: StartKpk, own_redis: RedisServer, key_prefix: str,
+) -> None:
+    """Signals only queue: their publish runs in the node's broadcaster task, never in the
+    request's turn, so a stalled Redis delays their relay, not the sender's connection."""
+    flags = ("--redis-url", own_redis.url, "--key-prefix", key_prefix)
+    a, b = start_kpk(*flags), start_kpk(*flags)
+    async with peers(a.url, a.url, b.url) as (sender, near, far):
+        for peer in (sender, near, far):
+            await peer.join()
+        own_redis.pause()
+        try:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            for n in range(3):  # a publish that Redis does not answer takes 2 s, twice
+                assert await sender.call("signal", {"room": ROOM, "data": n}) == {"ok": True}
+            assert loop.time() - started < 3
+            # Delivered on its own node meanwhile: local delivery comes before the publish.
+            await eventually(lambda: [s["data"] for s in near.signals][:1] == [0], 10, "local")
+        finally:
+            own_redis.resume()
+        ack = await sender.call("update", {"room": ROOM, "set": {"after": True}})
+        assert ack["ok"], ack
+        await eventually(lambda: any(u["rev"] == ack["rev"] for u in far.updates), 10, "update")
+        assert (await sender.call("signal", {"room": ROOM, "data": "later"}))["ok"]
+        await eventually(lambda: "later" in [s["data"] for s in far.signals], 15, "relayed")
