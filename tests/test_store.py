@@ -531,3 +531,25 @@ async def test_redis_measures_a_room_written_before_sizes_were_kept(
         await commit(store, Change({"b": 1}))  # 23 + 2 = 25
     finally:
         await store.close()
+
+
+async def test_a_room_past_lowered_limits_can_still_shrink(
+    redis_server: RedisServer, key_prefix: str
+) -> None:
+    """The limits were lowered under a room that holds more: it may not grow, but every change
+    that does not grow it past a bound still commits (so the room is not locked)."""
+    generous = RedisStateStore(redis_server.url, prefix=key_prefix)
+    strict = RedisStateStore(redis_server.url, prefix=key_prefix,
+                             limits=Limits(fields=2, state_bytes=40))
+    try:
+        await commit(generous, Change({"a": "x" * 30, "b": 1, "c": 2}))  # 3 fields, 39 bytes
+        grows = await strict.commit(ROOM, Change({"d": 1}))
+        assert isinstance(grows, TooLarge) and "4 fields" in grows.message
+        await commit(strict, Change({"a": "y" * 20}))  # same fields, fewer bytes
+        await commit(strict, Change({}, unset=("b",)))  # 2 fields now: within the bound
+        assert isinstance(await strict.commit(ROOM, Change({"e": 1})), TooLarge)
+        await commit(strict, Change({"e": 1}, unset=("c",)))
+        assert (await strict.snapshot(ROOM)).state == {"a": "y" * 20, "e": 1}
+    finally:
+        await generous.close()
+        await strict.close()

@@ -71,12 +71,16 @@ class TooLarge:
     message: str
 
 
-def exceeds(limits: Limits, fields: int, size: int) -> TooLarge | None:
-    """The refusal of a change after which a room would hold `fields` fields of `size`
-    encoded bytes, or None when that is within `limits`."""
-    if fields > limits.fields:
+def exceeds(
+    limits: Limits, after: tuple[int, int], before: tuple[int, int] = (0, 0)
+) -> TooLarge | None:
+    """The refusal of a change that takes a room from `before` to `after` (its field count
+    and encoded bytes), or None. Only a change that grows a count past its bound is refused,
+    so a room already past one (the limits were lowered) can still shrink."""
+    (fields, size), (fields_before, size_before) = after, before
+    if fields > limits.fields and fields > fields_before:
         return TooLarge(f"the room would hold {fields} fields; at most {limits.fields}")
-    if size > limits.state_bytes:
+    if size > limits.state_bytes and size > size_before:
         return TooLarge(f"the room's state would be {size} bytes; at most {limits.state_bytes}")
     return None
 
@@ -151,8 +155,8 @@ class StateStore(Protocol):
         stays watched (its members must not see it start again under them).
 
         A change after which the room would hold more than the store's Limits allow
-        (`fields`, or `state_bytes` of field names and JSON values) changes nothing
-        (TooLarge); the check and the commit are one atomic step.
+        (`fields`, or `state_bytes` of field names and JSON values), and more than before,
+        changes nothing (TooLarge); the check and the commit are one atomic step.
 
         Raises StoreUnavailable when the store cannot be reached or does not answer in time;
         the change may then have been committed all the same.

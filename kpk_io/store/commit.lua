@@ -33,17 +33,20 @@ local first_unset = first_set + 2 * nset
 
 -- The room's bounds are checked before anything is written: a script that stopped half
 -- way would leave its earlier writes behind. Only the fields this change names are read.
-local fields, state_bytes = 0, 0
+-- A change may not grow a count past its bound; one already past (the limits were
+-- lowered) may still shrink.
+local fields = redis.call('HLEN', state)
+local state_bytes = tonumber(redis.call('GET', state_size))
+if fields == 0 then
+  state_bytes = 0
+elseif not state_bytes then  -- a room written before its size was kept: measured once
+  state_bytes = 0
+  for _, text in ipairs(redis.call('HGETALL', state)) do state_bytes = state_bytes + #text end
+end
+local fields_before, bytes_before = fields, state_bytes
 local replace = ARGV[2] == '1'
-if not replace then
-  fields = redis.call('HLEN', state)
-  state_bytes = tonumber(redis.call('GET', state_size))
-  if fields == 0 then
-    state_bytes = 0
-  elseif not state_bytes then  -- a room written before its size was kept: measured once
-    state_bytes = 0
-    for _, text in ipairs(redis.call('HGETALL', state)) do state_bytes = state_bytes + #text end
-  end
+if replace then
+  fields, state_bytes = 0, 0
 end
 local gone = {}
 for i = first_unset, #ARGV do
@@ -59,8 +62,9 @@ for i = first_set, first_unset - 1, 2 do
   if old == 0 then fields = fields + 1 else state_bytes = state_bytes - #name - old end
   state_bytes = state_bytes + #name + #ARGV[i + 1]
 end
-if fields > tonumber(ARGV[13]) or state_bytes > tonumber(ARGV[14]) then
-  return {3, current, '', fields, state_bytes}
+if (fields > tonumber(ARGV[13]) and fields > fields_before)
+    or (state_bytes > tonumber(ARGV[14]) and state_bytes > bytes_before) then
+  return {3, current, '', fields, state_bytes, fields_before, bytes_before}
 end
 
 if replace then

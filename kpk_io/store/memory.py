@@ -104,7 +104,7 @@ class MemoryStateStore:
             return Conflict(data.rev)
         encoded = {name: encode_json(value) for name, value in change.set.items()}
         count, size = _bounds_after(data, change, encoded)
-        too_large = exceeds(self._limits, count, size)
+        too_large = exceeds(self._limits, (count, size), (len(data.fields), data.size))
         if too_large is not None:
             return too_large
         data.size = size

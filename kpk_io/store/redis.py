@@ -211,8 +211,9 @@ class RedisStateStore:
         if status == 2:
             return Duplicate(rev, rest[0].decode() or None)
         if status == 3:
-            # The script found the room past a bound; exceeds() says which.
-            return exceeds(self._limits, int(rest[1]), int(rest[2])) or TooLarge("too large")
+            # The script found the room growing past a bound; exceeds() says which.
+            after, before = (int(rest[1]), int(rest[2])), (int(rest[3]), int(rest[4]))
+            return exceeds(self._limits, after, before) or TooLarge("too large")
         return CommittedChange(room, rev, change, change_id, origin, tag,
                                by=None if by is None else dict(by))
 
