@@ -34,6 +34,9 @@ class Roster:
         self._ids: dict[str, str] = {}  # sid -> member id, one per connection
         self._held: dict[str, dict[str, Member]] = {}  # sid -> room -> member
         self._background: set[asyncio.Task[None]] = set()
+        # Members gone from here whose removal from the store failed: retried on each beat,
+        # so none stays listed while this node lives.
+        self._stale: set[tuple[str, str]] = set()
         self._beating: asyncio.Task[None] | None = None
 
     def member_id(self, sid: str) -> str:
@@ -54,6 +57,7 @@ class Roster:
         member_id = self.member_id(sid)
         user = by["user"] if by else f"anonymous-{member_id}"
         member = Member(member_id, user, by.get("name") if by else None, meta)
+        self._stale.discard((room, member_id))
         self._held.setdefault(sid, {})[room] = member
         try:
             if not await self._record(sid, room, member):
@@ -61,6 +65,7 @@ class Roster:
             members = await self._store.members(room)
         except Exception:
             self._held.get(sid, {}).pop(room, None)  # joined again later, from scratch
+            self._stale.add((room, member_id))  # it may have been written all the same
             raise
         self._announce(room, "joined", member, skip_sid=sid)
         return member, members
@@ -68,8 +73,8 @@ class Roster:
     async def leave(self, sid: str, room: str) -> None:
         member = self._held.get(sid, {}).pop(room, None)
         if member is not None:
-            await self._store.remove(room, member.id)
             self._announce(room, "left", member)
+            await self._remove(room, member.id)
 
     async def set_meta(self, sid: str, room: str, meta: dict[str, JSON]) -> Member | None:
         """Give the member a new meta; None when `sid` is no member of `room`."""
@@ -134,10 +139,14 @@ class Roster:
 
     async def _remove_all(self, held: list[tuple[str, Member]]) -> None:
         for room, member in held:
-            try:
-                await self._store.remove(room, member.id)
-            except Exception as exc:  # its node's heartbeat still ends it within the TTL
-                log.warning("could not remove a closed connection's presence: %s", exc)
+            await self._remove(room, member.id)
+
+    async def _remove(self, room: str, member_id: str) -> None:
+        try:
+            await self._store.remove(room, member_id)
+        except Exception as exc:
+            log.warning("could not remove a member's presence (retried): %s", exc)
+            self._stale.add((room, member_id))
 
     async def _beat_forever(self) -> None:
         while True:
@@ -148,6 +157,10 @@ class Roster:
                 log.warning("presence heartbeat failed: %s", exc)
 
     async def _beat(self) -> None:
+        held = {(room, member.id) for room, member in self._all_held()}
+        for entry in list(self._stale - held):
+            await self._store.remove(*entry)
+            self._stale.discard(entry)
         if await self._store.beat():
             log.warning("this node was taken for dead (it stalled); announcing its members")
             for room, member in self._all_held():

@@ -16,7 +16,7 @@ from kpk_io.rooms import sio_room
 from kpk_io.tokens import issue
 from tests.auth_keys import SECRET
 from tests.conftest import StartKpk
-from tests.polling import eventually
+from tests.polling import eventually, eventually_async
 from tests.processes import KpkServer, RedisServer
 from tests.raw_client import RawClient
 
@@ -340,3 +340,34 @@ async def test_a_redis_stall_holds_up_no_signal_request(
         await eventually(lambda: any(u["rev"] == ack["rev"] for u in far.updates), 10, "update")
         assert (await sender.call("signal", {"room": ROOM, "data": "later"}))["ok"]
         await eventually(lambda: "later" in [s["data"] for s in far.signals], 15, "relayed")
+
+
+async def test_a_member_that_left_while_redis_was_down_is_not_listed_afterwards(
+    start_kpk: StartKpk, own_redis: RedisServer, key_prefix: str,
+) -> None:
+    """Its removal failed (Redis refused the connection); its node retries with its next
+    heartbeat, so no ghost stays listed while the node lives."""
+    # A TTL long enough that node A's heartbeat outlives the outage: its members are not
+    # pruned as a dead node's, only the retry removes the one that left.
+    flags = ("--redis-url", own_redis.url, "--key-prefix", key_prefix, "--presence-ttl", "9")
+    a, b = start_kpk(*flags), start_kpk(*flags)
+    async with peers(b.url) as (watcher,):
+        await watcher.join()
+        leaver = Peer(a.url)
+        await leaver.sio.connect(a.url, transports=["websocket"], wait_timeout=10)
+        await leaver.join()
+        own_redis.stop()  # data kept in the AOF
+        await leaver.sio.disconnect()
+        await asyncio.sleep(1)  # the removal is tried (and fails) while Redis is down
+        own_redis.start()
+
+        async def listed() -> int:
+            fresh = Peer(b.url)
+            await fresh.sio.connect(b.url, transports=["websocket"], wait_timeout=10)
+            try:
+                ack = await fresh.call("join", {"room": ROOM})
+                return len(ack["members"]) if ack.get("ok") else -1
+            finally:
+                await fresh.sio.disconnect()
+
+        await eventually_async(listed, 2, timeout=20)  # the watcher and the fresh member
