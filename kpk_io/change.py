@@ -65,18 +65,71 @@ class CommittedChange:
         return body
 
     @classmethod
-    def from_wire(cls, room: str, body: Mapping[str, JSON]) -> "CommittedChange":
-        """Inverse of to_wire() (the room comes separately); raises ValueError if malformed."""
+    def from_wire(cls, room: str, body: object) -> "CommittedChange":
+        """Inverse of to_wire() (the room comes separately); raises ValueError if malformed.
+
+        rev (a positive integer), set (an object), unset (a list of strings) and replace (a
+        boolean) are required; id, tag and prev are strings or absent (null reads as absent);
+        other keys are ignored. tests/client_vectors.json holds both clients to this."""
         try:
-            change = Change(dict(body["set"]), tuple(body["unset"]), bool(body["replace"]))
-            change_id, tag, prev = body.get("id"), body.get("tag"), body.get("prev")
-            for name, value in (("id", change_id), ("tag", tag), ("prev", prev)):
-                if value is not None and not isinstance(value, str):
-                    raise TypeError(f"{name} {value!r}")
-            by = _by(body.get("by"))
-            return cls(room, int(body["rev"]), change, change_id, None, tag, prev, by)
-        except (KeyError, TypeError, AttributeError) as exc:
+            if not isinstance(body, Mapping):
+                raise TypeError("not an object")
+            rev, fields, unset, replace = body["rev"], body["set"], body["unset"], body["replace"]
+            if not _is_rev(rev):
+                raise TypeError(f"rev {rev!r}")
+            if not isinstance(fields, dict) or not isinstance(replace, bool):
+                raise TypeError(f"set {fields!r}, replace {replace!r}")
+            if not isinstance(unset, list) or not all(isinstance(n, str) for n in unset):
+                raise TypeError(f"unset {unset!r}")
+            change_id, tag, prev = (_optional_text(body, key) for key in ("id", "tag", "prev"))
+            change = Change(dict(fields), tuple(unset), replace)
+            return cls(room, int(rev), change, change_id, None, tag, prev, _by(body.get("by")))
+        except (KeyError, TypeError) as exc:
             raise ValueError(f"not a change: {exc!r}") from exc
+
+
+def _is_rev(value: object) -> bool:
+    """A positive integer; 5.0 counts, because JavaScript cannot tell it from 5."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return value >= 1 and (isinstance(value, int) or value.is_integer())
+
+
+def _optional_text(body: Mapping[str, object], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{key} {value!r}")
+    return value
+
+
+def merge_changes(first: Change, then: Change) -> Change:
+    """One change with the effect of `first` followed by `then`."""
+    if then.replace:
+        return then
+    fields = {k: v for k, v in first.set.items() if k not in then.unset}
+    fields.update(then.set)
+    unset = tuple(n for n in first.unset if n not in then.set) + tuple(
+        n for n in then.unset if n not in first.unset
+    )
+    return Change(fields, () if first.replace else unset, first.replace)
+
+
+def update_payload(
+    room: str, change_id: str, change: Change, rev: int | None = None
+) -> dict[str, JSON]:
+    """The body of an `update` request: only what the change does (`set` when it does
+    nothing, so the server has something to refuse or accept), and `rev` for
+    compare-and-set."""
+    body: dict[str, JSON] = {"room": room, "id": change_id}
+    if change.set or not (change.unset or change.replace):
+        body["set"] = dict(change.set)
+    if change.unset:
+        body["unset"] = list(change.unset)
+    if change.replace:
+        body["replace"] = True
+    if rev is not None:
+        body["rev"] = rev
+    return body
 
 
 def _by(value: object) -> dict[str, str] | None:

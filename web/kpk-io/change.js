@@ -11,9 +11,10 @@
  * @typedef {{user: string, name?: string}} By
  */
 /**
- * A change as the server committed it: its revision, the id its sender gave it, and (with
- * auth on) who made it.
- * @typedef {Change & {rev: number, id?: string, tag?: string, by?: By}} Committed
+ * A change as the server committed it: its revision, the id its sender gave it, its tag and
+ * the tag of the commit before it, and (with auth on) who made it.
+ * `reset` marks the whole state the server sent instead of a change (it replaces every field).
+ * @typedef {Change & {rev: number, id?: string, tag?: string, prev?: string, by?: By, reset?: true}} Committed
  */
 
 /**
@@ -80,23 +81,29 @@ export function touchedFields(change) {
 }
 
 /**
- * The body of an `update` request.
+ * The body of an `update` request: only what the change does (`set` when it does nothing),
+ * and `rev` for compare-and-set (kpk_io.change.update_payload).
  * @param {string} room
  * @param {string} id
  * @param {Change} change
+ * @param {number} [rev]
  */
-export function updatePayload(room, id, change) {
-  /** @type {{room: string, id: string, set?: State, unset?: string[], replace?: true}} */
+export function updatePayload(room, id, change, rev) {
+  /** @type {{room: string, id: string, set?: State, unset?: string[], replace?: true, rev?: number}} */
   const body = { room, id };
   const fields = Object.keys(change.set).length > 0;
   if (fields || !(change.unset.length || change.replace)) body.set = change.set;
   if (change.unset.length) body.unset = change.unset;
   if (change.replace) body.replace = true;
+  if (rev !== undefined) body.rev = rev;
   return body;
 }
 
 /**
  * An `update` event body or a `sync` change entry; throws TypeError if malformed.
+ * rev (a positive integer), set (an object), unset (a list of strings) and replace (a
+ * boolean) are required; id, tag and prev are strings or absent (null reads as absent);
+ * other keys are ignored. tests/client_vectors.json holds both clients to this.
  * @param {any} body
  * @returns {Committed}
  */
@@ -107,15 +114,16 @@ export function committedFromWire(body) {
     body.rev > 0 &&
     isPlainObject(body.set) &&
     Array.isArray(body.unset) &&
-    body.unset.every((name) => typeof name === "string") &&
-    (body.id === undefined || typeof body.id === "string") &&
-    (body.tag === undefined || typeof body.tag === "string") &&
+    body.unset.every((/** @type {unknown} */ name) => typeof name === "string") &&
+    typeof body.replace === "boolean" &&
+    ["id", "tag", "prev"].every((key) => body[key] == null || typeof body[key] === "string") &&
     (body.by == null || isBy(body.by));
   if (!ok) throw new TypeError(`not a change: ${JSON.stringify(body)}`);
   /** @type {Committed} */
-  const committed = { rev: body.rev, set: body.set, unset: body.unset, replace: body.replace === true };
-  if (body.id !== undefined) committed.id = body.id;
-  if (body.tag !== undefined) committed.tag = body.tag;
+  const committed = { rev: body.rev, set: body.set, unset: body.unset, replace: body.replace };
+  if (body.id != null) committed.id = body.id;
+  if (body.tag != null) committed.tag = body.tag;
+  if (body.prev != null) committed.prev = body.prev;
   if (body.by != null) committed.by = body.by.name == null ? { user: body.by.user } : { user: body.by.user, name: body.by.name };
   return committed;
 }

@@ -17,10 +17,19 @@ export class KpkError extends Error {
   }
 }
 
-/** Codes after which the same request may succeed later; any other refusal is final. */
-export const TRANSIENT = new Set([
+/**
+ * Codes after which the same request may succeed later (the outcome is unknown, or the
+ * server asks to wait or to join first); any other refusal is final. kpk_io.client_error
+ * has the same list; tests/client_vectors.json holds both to it.
+ */
+export const RETRYABLE = new Set([
   "unavailable", "internal", "disconnected", "timeout", "not_joined", "rate_limited",
 ]);
+
+/** @param {string} code */
+export function isRetryable(code) {
+  return RETRYABLE.has(code);
+}
 
 /**
  * How long a `rate_limited` answer asks to wait before trying again, in ms (0 otherwise).

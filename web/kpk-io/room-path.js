@@ -13,6 +13,8 @@ const SPACE = "\\t\\n\\v\\f\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028
 const EDGE_SPACE = new RegExp(`^[${SPACE}]+|[${SPACE}]+$`, "g");
 const ONLY_SPACE = new RegExp(`^[${SPACE}]*$`);
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+// A UTF-16 surrogate without its other half: Python refuses it, and no UTF-8 can carry it.
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 // Python's str.casefold() turns these ligatures into letters that spell placeholders.
 const LIGATURES = { "\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl" };
 // urlsplit(): a scheme, then an optional //netloc; both are dropped, as is what follows ? or #.
@@ -32,7 +34,9 @@ export function checkRoom(value) {
   if ([...value].length > MAX_ROOM_LENGTH) {
     throw invalidRoom(`room must be at most ${MAX_ROOM_LENGTH} characters`);
   }
-  if (CONTROL.test(value)) throw invalidRoom("room must not contain control characters");
+  if (CONTROL.test(value) || LONE_SURROGATE.test(value)) {
+    throw invalidRoom("room must not contain control characters or lone surrogates");
+  }
   if (isPlaceholder(value)) {
     throw invalidRoom(`room ${JSON.stringify(value)} is a placeholder, not an ID`);
   }

@@ -6,6 +6,11 @@
 // what arrived ahead of a gap, `own` keeps acknowledged changes of ours that are ahead of one.
 // Local edits are merged into `pending`; a change that was sent waits in `inFlight`, under
 // the id it was sent with, until its ack (or a sync result carrying that id) gives its rev.
+// kpk_io/room_state.py is its twin; tests/client_vectors.json ("transitions") pins both.
+//
+// A rev carries exactly one change. When an ack and a committed change name the same rev
+// with different ids, the one reported last wins: the server reports in commit order, so a
+// later report of the same rev comes from a commit that rewrote the room's history.
 
 import { applyChange, mergeChanges, touchedFields } from "./change.js";
 
@@ -27,7 +32,7 @@ export class RoomState {
      * our history is still the room's (after Redis lost data it may not be). */
     /** @type {string | null} */
     this.tag = null;
-    /** @type {Map<number, {change: Change, tag: string | null}>} */
+    /** @type {Map<number, {id: string, change: Change, tag: string | null}>} */
     this.own = new Map();
     /** @type {Map<number, Committed>} */
     this.held = new Map();
@@ -35,6 +40,7 @@ export class RoomState {
     this.inFlight = [];
     /** @type {Change | null} */
     this.pending = null;
+    this.everJoined = false;
   }
 
   /** The state as this client sees it: confirmed, then its own changes on top. */
@@ -88,7 +94,10 @@ export class RoomState {
    */
   acknowledged(id, rev, tag = null) {
     const entry = this.#takeInFlight(id);
-    if (entry && rev > this.rev) this.own.set(rev, { change: entry.change, tag });
+    if (entry && rev > this.rev) {
+      this.held.delete(rev); // reported before this ack: the ack is the later word
+      this.own.set(rev, { id, change: entry.change, tag });
+    }
     return this.#advance();
   }
 
@@ -107,11 +116,17 @@ export class RoomState {
    */
   remote(committed) {
     const entry = committed.id === undefined ? undefined : this.#takeInFlight(committed.id);
-    if (committed.rev <= this.rev || this.own.has(committed.rev)) return []; // known already
+    const rev = committed.rev;
+    if (rev <= this.rev) return []; // known already (or covered by a whole state)
     if (entry) {
-      this.own.set(committed.rev, { change: entry.change, tag: committed.tag ?? null }); // ours, ack lost
+      // Ours, whose ack was lost.
+      this.held.delete(rev);
+      this.own.set(rev, { id: entry.id, change: entry.change, tag: committed.tag ?? null });
+    } else if (this.own.has(rev) && this.own.get(rev)?.id === committed.id) {
+      return []; // ours, replayed by a sync
     } else {
-      this.held.set(committed.rev, committed);
+      this.own.delete(rev);
+      this.held.set(rev, committed);
     }
     return this.#advance();
   }
@@ -137,8 +152,25 @@ export class RoomState {
     this.rev = rev;
     this.tag = tag;
     /** @type {Committed} */
-    const snapshot = { rev, set: structuredClone(state), unset: [], replace: true };
+    const snapshot = { rev, set: structuredClone(state), unset: [], replace: true, reset: true };
     return [snapshot, ...this.#advance()];
+  }
+
+  /**
+   * A join's ack: the changes now applied, and whether a sync must follow.
+   * @param {number} rev
+   * @param {State} state
+   * @param {string | null} [tag]
+   * @returns {{applied: Committed[], needsSync: boolean}}
+   */
+  joined(rev, state, tag = null) {
+    const first = !this.everJoined;
+    this.everJoined = true;
+    if (first || rev < this.rev) {
+      // Behind us only if the server lost data: start over from what it has now.
+      return { applied: this.reset(rev, state, tag), needsSync: false };
+    }
+    return { applied: [], needsSync: rev !== this.rev || tag !== this.tag };
   }
 
   /** @param {string} id */

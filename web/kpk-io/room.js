@@ -2,7 +2,7 @@
 // applied in rev order, and the catch-up after every reconnect (docs/protocol.md, "a correct
 // client"). The connection itself is the client's; a Room reaches it through a RoomLink.
 
-import { KpkError, KpkEvent, TRANSIENT, retryAfterMs } from "./error.js";
+import { KpkError, KpkEvent, isRetryable, retryAfterMs } from "./error.js";
 import { committedFromWire, makeChange, updatePayload } from "./change.js";
 import { RoomState } from "./room-state.js";
 import { Presence } from "./presence.js";
@@ -52,7 +52,6 @@ export class Room extends EventTarget {
   /** @type {Status} */
   #status = "connecting";
   #wasLive = false;
-  #everJoined = false;
   /** @type {KpkError | null} */
   #failure = null;
   #closed = false;
@@ -294,13 +293,9 @@ export class Room extends EventTarget {
         if (!current()) return;
         this.#joinedOn = connection;
         this.#presenceChanged(this.#presence.joined(ack));
-        if (!this.#everJoined || ack.rev < this.#state.rev) {
-          // Behind us only if the server lost data: start over from what it has now.
-          this.#everJoined = true;
-          this.#changed(this.#state.reset(ack.rev, ack.state, ack.tag ?? null));
-        } else if (ack.rev !== this.#state.rev || (ack.tag ?? null) !== this.#state.tag) {
-          await this.#sync(); // recognises our changes whose acks were lost, by their ids
-        }
+        const { applied, needsSync } = this.#state.joined(ack.rev, ack.state, ack.tag ?? null);
+        this.#changed(applied);
+        if (needsSync) await this.#sync(); // recognises our changes whose acks were lost, by their ids
         if (!current()) return;
         this.#caughtUpOn = connection;
         this.#holding = false;
@@ -310,7 +305,7 @@ export class Room extends EventTarget {
         return;
       } catch (error) {
         const failure = asKpkError(error);
-        if (!TRANSIENT.has(failure.code)) return this.#fail(failure);
+        if (!isRetryable(failure.code)) return this.#fail(failure);
         if (failure.code === "disconnected") return; // the next connect joins again
         const wait = Math.max(delay, retryAfterMs(failure));
         await new Promise((resolve) => (this.#timers.rejoin = setTimeout(resolve, wait)));
@@ -397,7 +392,7 @@ export class Room extends EventTarget {
    * @param {number} connection  the one the change went out on
    */
   #refused(entry, error, connection) {
-    if (!TRANSIENT.has(error.code)) {
+    if (!isRetryable(error.code)) {
       if (this.#state.drop(entry.id)) this.#emit("error", { error, change: entry.change });
       this.#changed([]);
       this.#pump();
