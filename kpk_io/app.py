@@ -1,4 +1,5 @@
-"""create_app(settings): wires store, hub, Socket.IO server and HTTP routes into one app."""
+"""create_app(settings, store=...): wires store, hub, Socket.IO server and HTTP routes into
+one app; the hub hears the store's feed because this module connects them."""
 
 import asyncio
 import contextlib
@@ -68,16 +69,18 @@ def create_presence(settings: Settings) -> PresenceStore:
                          ttl=settings.presence_ttl)
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Raises ConfigError for a JWT public key that cannot be used."""
+def create_app(settings: Settings, *, store: StateStore | None = None) -> web.Application:
+    """The whole node, on `store` (by default the one `settings` name: Redis or memory).
+    Raises ConfigError for a JWT public key that cannot be used."""
     # The HTTP API's bodies are bounded like Socket.IO messages (413 past that).
     app = web.Application(client_max_size=settings.max_payload)
     verifier = create_verifier(settings)
-    store = create_store(settings)
+    store = create_store(settings) if store is None else store
     metrics = Metrics()
     sio, hub, handlers, roster = build_server(
         settings, store, create_presence(settings), metrics, verifier
     )
+    store.set_listener(hub)  # the store's feed of commits goes to this node's hub
     sio.attach(app)
     add_admin_view(app, sio, settings)
     app[STORE] = store

@@ -77,6 +77,9 @@ class _Lane:
 
 
 class Hub:
+    """The store's ChangeListener: whoever builds a Hub connects it with
+    `store.set_listener(hub)` (app.create_app does)."""
+
     def __init__(self, store: StateStore, members: Members) -> None:
         self._store = store
         self._members = members
@@ -84,7 +87,6 @@ class Hub:
         self._rooms_of: dict[str, set[str]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.catch_ups = 0  # rooms caught up from the log (a metric)
-        store.set_listener(self)
 
     @property
     def room_count(self) -> int:

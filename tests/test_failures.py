@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
@@ -124,12 +123,9 @@ class ExplodingStore(MemoryStateStore):
 
 
 @asynccontextmanager
-async def in_process_server(
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[tuple[web.Application, str]]:
-    monkeypatch.setattr(kpk_app, "create_store", lambda settings: ExplodingStore())
+async def in_process_server() -> AsyncIterator[tuple[web.Application, str]]:
     settings = Settings(port=free_port())
-    application = kpk_app.create_app(settings)
+    application = kpk_app.create_app(settings, store=ExplodingStore())
     runner = web.AppRunner(application)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", settings.port).start()
@@ -139,16 +135,16 @@ async def in_process_server(
         await runner.cleanup()
 
 
-async def test_an_unexpected_failure_answers_internal(monkeypatch: pytest.MonkeyPatch) -> None:
-    async with in_process_server(monkeypatch) as (_, url), members(url) as [a]:
+async def test_an_unexpected_failure_answers_internal() -> None:
+    async with in_process_server() as (_, url), members(url) as [a]:
         await a.join(ROOM)
         ack = await a.update(ROOM, set={"explode": True})
         assert (ack["ok"], ack["error"]) == (False, "internal")
         assert (await a.update(ROOM, set={"fine": True}))["rev"] == 1
 
 
-async def test_closed_connections_leave_nothing_behind(monkeypatch: pytest.MonkeyPatch) -> None:
-    async with in_process_server(monkeypatch) as (application, url):
+async def test_closed_connections_leave_nothing_behind() -> None:
+    async with in_process_server() as (application, url):
         async with members(*[url] * 10) as clients:
             for index, client in enumerate(clients):
                 await client.join(ROOM)
