@@ -50,7 +50,8 @@ from kpk_io.store.base import MAX_PAGE, StateStore, StoreUnavailable
 log = logging.getLogger(__name__)
 
 ROOMS_PATH = "/api/rooms"
-ROOM_PATH = "/api/rooms/{room}"
+# Any one segment: aiohttp's default `[^{}/]+` would answer 404 for rooms with braces.
+ROOM_PATH = "/api/rooms/{room:[^/]+}"
 API_DISABLED = "api_disabled"
 UNAUTHORIZED = "unauthorized"
 

@@ -109,6 +109,11 @@ async def test_the_room_is_one_segment_decoded_exactly_once(
     decoded_twice = encode_uri_component("kpk/notes/acme co/q1/intro")
     status, answer = await request(http, "GET", room_url(nodes[2], decoded_twice))
     assert (status, answer["rev"]) == (200, 0)
+    for odd in ("{braces}:colons", "a{b", "}", "ünï cödé"):  # valid room IDs, all
+        status, answer = await request(
+            http, "PATCH", room_url(nodes[0], encode_uri_component(odd)), {"set": {"x": 1}}
+        )
+        assert (status, answer) == (200, {"room": odd, "rev": 1})
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,7 @@
 """Hostile input against a real `kpk-io serve`: arbitrary JSON at every event through a real
-python-socketio client, and malformed Socket.IO and Engine.IO packets over a bare WebSocket.
+python-socketio client, malformed Socket.IO and Engine.IO packets over a bare WebSocket, and
+arbitrary rooms and bodies at the HTTP API (which must answer with a status and its error
+body, never 500).
 
 Each property shows that the server stays up, answers every packet whose ack id can be read
 (with a known error code when it refuses), changes no room the input did not legitimately
@@ -20,10 +22,13 @@ import string
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
+import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+from yarl import URL
 
 from kpk_io.protocol import ErrorCode
 from tests.processes import KpkServer, RedisServer
@@ -35,6 +40,7 @@ SEED = os.environ.get("KPK_IO_FUZZ_SEED")
 VICTIM = "kpk/notes/victim/q1/intro"
 MAX_PAYLOAD = 64 * 1024
 CODES = {code.value for code in ErrorCode}
+API_KEY = "hostile-test-key"
 T = TypeVar("T")
 
 # --- strategies ---------------------------------------------------------------------------
@@ -102,6 +108,16 @@ bodies = st.one_of(
 # and ones no client sends (4 CONNECT_ERROR, 7, 8, 9). 0, 1, 5 and 6 are tested apart.
 packet_types = st.sampled_from("2222222234789")
 packets = st.tuples(packet_types, st.booleans(), bodies)  # with an ack id or without
+http_bodies = st.one_of(
+    requests.map(lambda body: json.dumps({k: v for k, v in body.items() if k != "room"})),
+    json_values.map(json.dumps),
+    bodies,
+    st.binary(max_size=40).map(lambda raw: raw.decode("latin-1")),
+    st.integers(900, 6000).map(lambda n: '{"set":{"v":' + "[" * n + "]" * n + "}}"),
+)
+# A room the API's route can carry: one path segment that HTTP clients do not normalise away.
+api_rooms = texts.filter(lambda room: room not in {"", ".", ".."})
+http_requests = st.tuples(st.sampled_from(["PATCH", "GET", "DELETE"]), api_rooms, http_bodies)
 
 
 def fuzz_settings(examples: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -127,7 +143,7 @@ def server(redis_server: RedisServer) -> Iterator[KpkServer]:
         "--redis-url", redis_server.url, "--key-prefix", "hostile:", "--log-level", "warning",
         "--max-payload", str(MAX_PAYLOAD),
         env={"KPK_IO_RATE_LIMIT": "0", "KPK_IO_JOIN_RATE": "0", "KPK_IO_PING_INTERVAL": "2",
-             "KPK_IO_PING_TIMEOUT": "3"},
+             "KPK_IO_PING_TIMEOUT": "3", "KPK_IO_API_KEY": API_KEY},
     )
     node.start()
     yield node
@@ -241,6 +257,36 @@ def test_malformed_packets_are_answered_when_their_ack_id_can_be_read(
             attack(runner, server.url, frames)
         finally:
             run(runner, raw.close())
+
+
+def test_the_http_api_answers_any_body_with_a_status_and_an_error_body(
+    server: KpkServer,
+) -> None:
+    with asyncio.Runner() as runner:
+
+        async def send(batch: list[tuple[str, str, str]]) -> None:
+            async with aiohttp.ClientSession() as http:
+                for method, room, body in batch:
+                    # A lone surrogate goes out as the bytes of its UTF-8-like encoding
+                    # (%ED%A0%80), which the server must refuse.
+                    segment = quote(room.encode("utf-8", "surrogatepass"), safe="")
+                    url = f"{server.url}/api/rooms/{segment}"
+                    headers = {"Authorization": f"Bearer {API_KEY}"}
+                    data = body.encode("utf-8", "surrogatepass")
+                    # encoded=True: the room's escapes go out exactly as written.
+                    async with http.request(method, URL(url, encoded=True), data=data,
+                                            headers=headers) as response:
+                        status, answer = response.status, await response.json()
+                    assert status in {200, 400, 404, 409, 413}, (status, answer)
+                    if status != 200:
+                        assert answer["error"] in CODES and answer["message"], answer
+
+        @fuzz_settings(EXAMPLES)
+        @given(st.lists(http_requests, min_size=1, max_size=4))
+        def bodies_(batch: list[tuple[str, str, str]]) -> None:
+            run(runner, send(batch))
+
+        attack(runner, server.url, bodies_)
 
 
 @pytest.mark.parametrize(
