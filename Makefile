@@ -41,6 +41,8 @@ pytest: $(VENV)/.test
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(VENV)/.serve
+	(cd benchmarks/node && npm ci --no-audit --no-fund --loglevel=error)
+	$(PY) -m benchmarks.suite
 	$(PY) -m benchmarks.commits
 	$(PY) -m benchmarks.fanout
 	$(PY) -m benchmarks.signals

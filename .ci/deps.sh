@@ -21,3 +21,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 (cd web && npm ci --no-audit --no-fund --loglevel=error)
+(cd benchmarks/node && npm ci --no-audit --no-fund --loglevel=error)

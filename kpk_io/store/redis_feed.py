@@ -31,6 +31,10 @@ class RedisFeed:
         self._channels: set[str] = set()
         self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
         self._reader: asyncio.Task[None] | None = None
+        # redis-py's PubSub connects on its first command: two joins subscribing at once on
+        # a feed without a connection yet would each make one, and the confirmation sent on
+        # the one the reader does not read never arrives. One command at a time.
+        self._commands = asyncio.Lock()
 
     async def subscribe(self, channel: str) -> None:
         """Return once Redis confirms the subscription, so no later commit is missed."""
@@ -38,7 +42,8 @@ class RedisFeed:
         self._confirmations.setdefault(channel, []).append(confirmed)
         self._channels.add(channel)
         try:
-            await self._pubsub.subscribe(channel)
+            async with self._commands:
+                await self._pubsub.subscribe(channel)
             self._start_reader()
             await asyncio.wait_for(asyncio.shield(confirmed), _CONFIRM_TIMEOUT)
         except (RedisError, TimeoutError) as exc:
@@ -55,7 +60,8 @@ class RedisFeed:
         # If this fails (Redis is away), the reader drops the channel after reconnecting.
         self._channels.discard(channel)
         with contextlib.suppress(RedisError):
-            await self._pubsub.unsubscribe(channel)
+            async with self._commands:
+                await self._pubsub.unsubscribe(channel)
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -98,14 +104,15 @@ class RedisFeed:
 
     async def _resubscribe(self) -> None:
         """After a reconnect: the channels wanted now, and none left from before."""
-        subscribed = {_text(name) for name in self._pubsub.channels}
-        stale = subscribed - self._channels
-        if stale:
-            await self._pubsub.unsubscribe(*stale)
-        if self._channels:
-            # redis-py resubscribes on reconnect; subscribing again makes the reconnect
-            # happen now rather than at the next read.
-            await self._pubsub.subscribe(*self._channels)
+        async with self._commands:
+            subscribed = {_text(name) for name in self._pubsub.channels}
+            stale = subscribed - self._channels
+            if stale:
+                await self._pubsub.unsubscribe(*stale)
+            if self._channels:
+                # redis-py resubscribes on reconnect; subscribing again makes the reconnect
+                # happen now rather than at the next read.
+                await self._pubsub.subscribe(*self._channels)
 
     def _dispatch(self, message: dict[str, object]) -> None:
         try:
