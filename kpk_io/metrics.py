@@ -94,6 +94,17 @@ class Metrics:
             "feed, or the feed reconnected)",
         )
         registry.register(self._gaps_filled)
+        self._relay_dropped = _CounterReading(
+            "kpk_io_relay_dropped",
+            "Presence events and signals this process never relayed: its relay queue was "
+            "full, or a signal waited longer than 2 s (Redis stalled)",
+        )
+        registry.register(self._relay_dropped)
+        self.presence_members = Gauge(
+            "kpk_io_presence_members",
+            "Members (a connection in a room) this process holds, at scrape time",
+            registry=registry,
+        )
         self.slow_consumers = Gauge(
             "kpk_io_slow_consumers",
             f"Connections whose outbound queue holds more than {SLOW_CONSUMER_PACKETS} "
@@ -106,6 +117,12 @@ class Metrics:
 
     def track_gaps_filled(self, count: Callable[[], int]) -> None:
         self._gaps_filled.read = count
+
+    def track_relay_dropped(self, count: Callable[[], int]) -> None:
+        self._relay_dropped.read = count
+
+    def track_presence_members(self, count: Callable[[], int]) -> None:
+        self.presence_members.set_function(count)
 
     def track_slow_consumers(self, count: Callable[[], int]) -> None:
         self.slow_consumers.set_function(count)

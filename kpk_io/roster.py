@@ -39,6 +39,11 @@ class Roster:
         self._stale: set[tuple[str, str]] = set()
         self._beating: asyncio.Task[None] | None = None
 
+    @property
+    def member_count(self) -> int:
+        """Members (a connection in a room) this node holds."""
+        return sum(len(rooms) for rooms in self._held.values())
+
     def member_id(self, sid: str) -> str:
         return self._ids.setdefault(sid, secrets.token_urlsafe(9))
 

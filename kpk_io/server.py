@@ -106,7 +106,10 @@ def build_server(
             await drop_transport(sio, eio_sid)
 
     access = AccessControl(verifier, expire)
-    roster = Roster(presence, Broadcaster(sio), settings.presence_ttl)
+    broadcaster = Broadcaster(sio)
+    roster = Roster(presence, broadcaster, settings.presence_ttl)
+    metrics.track_relay_dropped(lambda: broadcaster.dropped)
+    metrics.track_presence_members(lambda: roster.member_count)
     handlers = Handlers(store, hub, metrics, settings, access, roster=roster)
     # `connect_error` has no handler here, so a client's event of that name reaches `*`.
     sio.on("connect", _lifecycle(sio, "connect", handlers.connect, handlers.unknown))

@@ -155,3 +155,17 @@ async def test_every_metric_of_the_dashboard_exists(start_kpk: StartKpk) -> None
             for name in re.findall(r"\b((?:kpk_io|process|python)_\w+)", query)}
     assert len(used) >= 12
     assert not used - exposed, f"the dashboard asks for {sorted(used - exposed)}"
+
+
+async def test_presence_members_and_signals_are_counted(start_kpk: StartKpk) -> None:
+    node = start_kpk()
+    async with members(node.url, node.url) as [first, second]:
+        await first.join(ROOM)
+        await second.join(ROOM)
+        await second.join("another")
+        assert (await first.call("signal", {"room": ROOM, "data": 1}))["ok"]
+        text = await scrape(node)
+        assert sample(text, "kpk_io_presence_members") == 3
+        assert sample(text, "kpk_io_requests_total", event="signal", outcome="ok") == 1
+        assert sample(text, "kpk_io_relay_dropped_total") == 0
+    await eventually_async(lambda: _value(node, "kpk_io_presence_members"), 0.0)
