@@ -39,7 +39,7 @@ Refusals (`StrictPacket`, `Server`). kpk-io's protocol uses no binary packets, s
 announcing attachments, a BINARY_EVENT or BINARY_ACK, or a binary frame is refused before
 python-socketio keeps any state for it (it would otherwise keep every later frame of the
 connection as an attachment), and the connection is closed. Any other packet kpk-io cannot
-read (not JSON, NaN or Infinity, nested past the JSON decoder's recursion limit, an event
+read (empty, not JSON, NaN or Infinity, nested past the JSON decoder's recursion limit, an event
 with no name or a name that is not a string, a packet type clients do not send) keeps the
 connection: python-socketio would drop it without an answer (or, for an event without a
 name, fail in a task), so it is refused here and answered with an `invalid_request` ack
@@ -114,6 +114,13 @@ class StrictPacket(sio_packet.Packet):  # type: ignore[misc]
     """python-socketio's packet, decoding only what kpk-io's protocol can carry."""
 
     json = _StrictJson
+
+    def __init__(self, *args: Any, encoded_packet: str | bytes | None = None, **kw: Any) -> None:
+        # python-socketio decodes only a non-empty packet, and takes an empty one for an
+        # event with no data, which then fails in its handler: refuse it here instead.
+        if encoded_packet is not None and not encoded_packet:
+            raise RefusedPacket("an empty packet", close=False)
+        super().__init__(*args, encoded_packet=encoded_packet, **kw)
 
     def decode(self, encoded_packet: str | bytes) -> int:
         if not isinstance(encoded_packet, str):
