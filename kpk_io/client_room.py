@@ -13,7 +13,7 @@ from typing import Protocol
 
 from kpk_io.change import JSON, Change, CommittedChange, State, update_payload
 from kpk_io.client_error import Backoff, KpkError, is_retryable, retry_delay
-from kpk_io.client_presence import Presence
+from kpk_io.client_presence import Presence, PresenceKind
 from kpk_io.presence import Member
 from kpk_io.protocol import Event
 from kpk_io.room_state import RoomChange, RoomState
@@ -90,6 +90,20 @@ class Room:
     def members(self) -> list[Member]:
         """Everyone in the room now, on every node, this client included (`presence.me`)."""
         return self.presence.members
+
+    def on_presence(
+        self, listener: Callable[["Room", PresenceKind, list[Member]], None]
+    ) -> Callable[[], None]:
+        """Call `listener(room, kind, members)` when members join, leave or change their
+        meta, and with `reset` and everyone after each join; returns a remover."""
+        return self.presence.on_presence(lambda kind, members: listener(self, kind, members))
+
+    def on_signal(
+        self, listener: Callable[["Room", str | None, JSON], None]
+    ) -> Callable[[], None]:
+        """Call `listener(room, sender, data)` for each signal another member sends (`sender`
+        is its member id; None from the server side); returns a remover."""
+        return self.presence.on_signal(lambda sender, data: listener(self, sender, data))
 
     async def set_meta(self, meta: dict[str, JSON]) -> None:
         """Show `meta` (at most 1 KiB encoded) to the other members; kept for later joins."""

@@ -37,8 +37,8 @@ async def test_members_presence_events_meta_and_signals(
         signals: list[tuple[str | None, Any]] = []
         notices: list[Any] = []
         room_a = await a.join(ROOM)
-        room_a.presence.on_presence(lambda kind, ms: seen.append((kind, [m.user for m in ms])))
-        room_a.presence.on_signal(lambda sender, data: signals.append((sender, data)))
+        room_a.on_presence(lambda room, kind, ms: seen.append((kind, [m.user for m in ms])))
+        room_a.on_signal(lambda room, sender, data: signals.append((sender, data)))
         a.on("notice", notices.append)
         await room_a.set_meta({"color": "teal"})
         room_b = await b.join(ROOM)
