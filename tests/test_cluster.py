@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from kpk_io.store.redis import _keys
+from kpk_io.store.redis_keys import room_keys
 from tests.conftest import StartKpk
 from tests.polling import eventually, eventually_async
 from tests.processes import KpkServer, RedisServer
@@ -127,7 +127,7 @@ async def test_a_node_subscribes_only_to_rooms_it_has_members_in(
     nodes: list[KpkServer], redis_server: RedisServer, key_prefix: str
 ) -> None:
     raw = aioredis.Redis.from_url(redis_server.url)
-    channel = _keys(key_prefix, ROOM).channel
+    channel = room_keys(key_prefix, ROOM).channel
 
     async def subscribers() -> int:
         counts = await raw.pubsub_numsub(channel)

@@ -16,7 +16,8 @@ from kpk_io.config import Settings
 from kpk_io.publish import AsyncPublisher
 from kpk_io.store.base import Conflict, Duplicate, TooLarge
 from kpk_io.store.memory import MemoryStateStore
-from kpk_io.store.redis import RedisStateStore, _keys
+from kpk_io.store.redis import RedisStateStore
+from kpk_io.store.redis_keys import room_keys
 from tests.conftest import StartKpk
 from tests.polling import eventually, eventually_async
 from tests.processes import RedisServer, free_port
@@ -67,7 +68,7 @@ async def test_an_update_answered_unavailable_in_a_redis_stall_may_be_committed(
             finally:
                 own_redis.resume()
             # Redis runs the commit it was sent before it stopped.
-            await eventually_async(lambda: raw.get(_keys("kpk:", ROOM).rev), b"2")
+            await eventually_async(lambda: raw.get(room_keys("kpk:", ROOM).rev), b"2")
             again = await writer.update(ROOM, set={"v": 1}, id="stalled")
             assert (again["ok"], again["rev"], again.get("duplicate")) == (True, 2, True)
             assert (await writer.update(ROOM, set={"v": 2}, id="next"))["rev"] == 3

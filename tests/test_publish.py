@@ -12,7 +12,7 @@ from kpk_io.change import CommittedChange, Snapshot, State
 from kpk_io.client import KpkClient, Room
 from kpk_io.limits import Limits, Rate
 from kpk_io.publish import AsyncPublisher, Publisher, PublishError
-from kpk_io.store.redis import _keys
+from kpk_io.store.redis_keys import room_keys
 from tests.conftest import StartKpk
 from tests.processes import KpkServer, RedisServer
 from tests.sockets import members, untagged
@@ -202,7 +202,7 @@ async def test_every_commit_and_every_join_renews_the_room_ttl(
     env = {"KPK_IO_ROOM_TTL": "1", "KPK_IO_API_KEY": "k" * 32}
     server = start_kpk("--redis-url", redis_server.url, "--key-prefix", key_prefix, env=env)
     raw = aioredis.Redis.from_url(redis_server.url)
-    keys = _keys(key_prefix, "kept")
+    keys = room_keys(key_prefix, "kept")
 
     async def shortened() -> None:
         for key in keys.stored:

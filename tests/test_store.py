@@ -1,8 +1,12 @@
 """The StateStore contract, run against every implementation."""
 
 import asyncio
+import dataclasses
+import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +15,7 @@ from redis.crc import key_slot
 
 from kpk_io.change import Change, CommittedChange
 from kpk_io.limits import Limits
+from kpk_io.store import redis_commit
 from kpk_io.store.base import (
     Conflict,
     Duplicate,
@@ -21,7 +26,19 @@ from kpk_io.store.base import (
     TooLarge,
 )
 from kpk_io.store.memory import MemoryStateStore
-from kpk_io.store.redis import RedisStateStore, _keys
+from kpk_io.store.redis import RedisStateStore
+from kpk_io.store.redis_commit import CommitArgs
+from kpk_io.store.redis_keys import room_keys
+from kpk_io.store.redis_log import (
+    TAG_PATTERN_LUA,
+    encoded_fields,
+    entry_body,
+    entry_head,
+    entry_time,
+    message_head,
+    parse_entry,
+    parse_message,
+)
 from tests.polling import eventually, eventually_async
 from tests.processes import RedisServer
 
@@ -280,10 +297,10 @@ async def test_look_alike_rooms_are_distinct(store: StateStore) -> None:
 
 async def test_redis_keys_of_a_room_share_one_cluster_slot(key_prefix: str) -> None:
     for room in ["plain", "{braces}:colons", "}{", "ünï cödé 🎉", "a/b%2Fc"]:
-        keys = _keys(key_prefix, room)
+        keys = room_keys(key_prefix, room)
         slots = {key_slot(k.encode()) for k in [*keys.stored, keys.channel]}
         assert len(slots) == 1
-    assert _keys(key_prefix, "a}b") != _keys(key_prefix, "a%7Db")
+    assert room_keys(key_prefix, "a}b") != room_keys(key_prefix, "a%7Db")
 
 
 async def test_redis_store_skips_corrupt_fields(redis_server: RedisServer, key_prefix: str) -> None:
@@ -291,7 +308,7 @@ async def test_redis_store_skips_corrupt_fields(redis_server: RedisServer, key_p
     raw = aioredis.Redis.from_url(redis_server.url)
     try:
         await store.commit(ROOM, Change({"good": 1}))
-        keys = _keys(key_prefix, ROOM)
+        keys = room_keys(key_prefix, ROOM)
         await raw.hset(keys.state, "bad", "{not json")
         await raw.hset(keys.state, "bytes", b'"\xff\xfe"')
         await raw.hset(keys.state, b"\xff", "1")
@@ -334,7 +351,7 @@ async def test_redis_feed_survives_a_message_it_cannot_read(
     store.set_listener(recorder)
     try:
         await store.watch(ROOM)
-        channel = _keys(key_prefix, ROOM).channel
+        channel = room_keys(key_prefix, ROOM).channel
         for garbage in (b"\xff\xfe", b"{not json", b'{"room": 1}', b'{"room": "r", "entry": 2}'):
             await raw.publish(channel, garbage)
         await commit(store, Change({"after": True}))
@@ -358,13 +375,13 @@ async def test_a_room_left_while_redis_was_away_is_not_subscribed_again(
         own_redis.start()
 
         async def subscribed() -> dict[str, int]:
-            channels = [_keys("kpk:", room).channel for room in ("keep", "leave")]
+            channels = [room_keys("kpk:", room).channel for room in ("keep", "leave")]
             counts = await raw.pubsub_numsub(*channels)
             return {str(name, "utf-8") if isinstance(name, bytes) else name: count
                     for name, count in counts}
 
-        await eventually_async(subscribed, {_keys("kpk:", "keep").channel: 1,
-                                            _keys("kpk:", "leave").channel: 0})
+        await eventually_async(subscribed, {room_keys("kpk:", "keep").channel: 1,
+                                            room_keys("kpk:", "leave").channel: 0})
     finally:
         await raw.aclose()
         await store.close()
@@ -376,7 +393,7 @@ async def test_redis_commit_and_join_renew_the_ttl_of_every_key(
     day_ms = 86_400_000
     store = RedisStateStore(redis_server.url, prefix=key_prefix, room_ttl=day_ms / 1000)
     raw = aioredis.Redis.from_url(redis_server.url)
-    keys = _keys(key_prefix, ROOM)
+    keys = room_keys(key_prefix, ROOM)
 
     async def ttls() -> list[int]:
         return [await raw.pttl(key) for key in keys.stored]
@@ -407,7 +424,7 @@ async def test_redis_keeps_the_log_size_exact_and_counts_an_older_log_once(
 ) -> None:
     store = RedisStateStore(redis_server.url, prefix=key_prefix, history_bytes=4096)
     raw = aioredis.Redis.from_url(redis_server.url)
-    keys = _keys(key_prefix, ROOM)
+    keys = room_keys(key_prefix, ROOM)
 
     async def sizes() -> tuple[int, int]:
         entries = await raw.lrange(keys.log, 0, -1)
@@ -480,7 +497,7 @@ async def test_redis_lists_only_its_own_prefix_and_refuses_a_foreign_cursor(
             await plain.list_rooms("not-a-cursor")
         # A room written before its size was kept is measured by the listing.
         raw = aioredis.Redis.from_url(redis_server.url)
-        await raw.delete(_keys(key_prefix + "x", "in plain").state_size)
+        await raw.delete(room_keys(key_prefix + "x", "in plain").state_size)
         await raw.aclose()
         assert (await plain.list_rooms()).rooms[0].bytes == len("a") + len("1")
     finally:
@@ -525,7 +542,7 @@ async def test_redis_measures_a_room_written_before_sizes_were_kept(
     try:
         await commit(store, Change({"a": "x" * 20}))  # 1 + 22 = 23 bytes
         raw = aioredis.Redis.from_url(redis_server.url)
-        await raw.delete(_keys(key_prefix, ROOM).state_size)
+        await raw.delete(room_keys(key_prefix, ROOM).state_size)
         await raw.aclose()
         assert isinstance(await store.commit(ROOM, Change({"b": "y" * 5})), TooLarge)
         await commit(store, Change({"b": 1}))  # 23 + 2 = 25
@@ -553,3 +570,90 @@ async def test_a_room_past_lowered_limits_can_still_shrink(
     finally:
         await generous.close()
         await strict.close()
+
+
+async def test_commit_returns_what_the_log_holds_with_its_tag_chain(store: StateStore) -> None:
+    """Both stores' commit returns the change as committed, tag and prev included, and the
+    log gives back exactly that."""
+    by = {"user": "ann", "name": "Ann"}
+    first = await commit(store, Change({"a": [1, {"b": None}]}), change_id="c-1",
+                         origin="sid-1", by=by)
+    second = await commit(store, Change(unset=("a",)), change_id="c-2")
+    third = await commit(store, Change({"z": "ü"}, replace=True))
+    assert isinstance(first.tag, str) and first.tag
+    assert (first.prev, second.prev, third.prev) == ("", first.tag, second.tag)
+    assert len({first.tag, second.tag, third.tag}) == 3
+    assert (first.id, first.origin, first.by, second.by) == ("c-1", "sid-1", by, None)
+    assert await store.changes_since(ROOM, 0) == [first, second, third]
+    snapshot = await store.snapshot(ROOM)
+    assert (snapshot.rev, snapshot.state, snapshot.tag) == (3, {"z": "ü"}, third.tag)
+
+
+async def test_a_wrong_tag_gives_no_changes_so_the_whole_state_is_sent(
+    store: StateStore,
+) -> None:
+    one, two, three = [await commit(store, Change({"n": n})) for n in (1, 2, 3)]
+    assert await store.changes_since(ROOM, 1, one.tag) == [two, three]
+    assert await store.changes_since(ROOM, 1, "0" * 16) is None
+    assert await store.changes_since(ROOM, 3, three.tag) == []
+    assert await store.changes_since(ROOM, 3, two.tag) is None
+    assert await store.changes_since(ROOM, 1) == [two, three]  # no tag: no check
+    assert await store.changes_since(ROOM, 4, three.tag) is None  # past the room's rev
+
+
+async def test_a_duplicate_names_the_tag_of_the_first_commit(store: StateStore) -> None:
+    first = await commit(store, Change({"a": 1}), dedupe_key="k")
+    again = await store.commit(ROOM, Change({"a": 1}), dedupe_key="k")
+    assert again == Duplicate(first.rev, first.tag)
+
+
+async def test_the_commit_script_writes_the_entry_redis_log_defines(
+    redis_server: RedisServer, key_prefix: str
+) -> None:
+    """commit.lua writes the head, Python the body: the entry in Redis is exactly
+    entry_head() + entry_body(), its feed message is message_head() + entry + "}", and
+    both read back as the committed change."""
+    store = RedisStateStore(redis_server.url, prefix=key_prefix)
+    raw = aioredis.from_url(redis_server.url)
+    channel = room_keys(key_prefix, ROOM).channel
+    try:
+        async with raw.pubsub() as pubsub:
+            await pubsub.subscribe(channel)
+            await pubsub.get_message(timeout=5)  # the subscription's confirmation
+            changes = [Change({"a": 1, "ü": "x\u2028"}), Change(unset=("a",)),
+                       Change({"b": [True]}, replace=True)]
+            made = []
+            for n, change in enumerate(changes):
+                by = {"user": "u"} if n == 1 else None
+                made.append(await commit(store, change, change_id=f"c-{n}", origin="o", by=by))
+            entries = await raw.lrange(room_keys(key_prefix, ROOM).log, 0, -1)
+            for committed, entry, change in zip(made, entries, changes, strict=True):
+                assert committed.tag is not None and committed.prev is not None
+                time_ms = json.loads(entry)["time"]
+                encoded = encoded_fields(change)
+                expected = entry_head(committed.rev, committed.tag, committed.prev) + entry_body(
+                    change, encoded, change_id=committed.id, origin="o", by=committed.by,
+                    time_ms=time_ms,
+                )
+                assert isinstance(entry, bytes)
+                assert entry.decode() == expected
+                assert parse_entry(ROOM, entry) == committed
+                assert entry_time(entry) == time_ms / 1000
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+                assert message is not None
+                assert message["data"].decode() == message_head(ROOM) + expected + "}"
+                assert parse_message(message["data"]) == committed
+    finally:
+        await raw.aclose()
+        await store.close()
+
+
+def test_the_commit_script_names_its_arguments_as_commit_args_orders_them() -> None:
+    script = (Path(redis_commit.__file__).parent / "commit.lua").read_text(encoding="utf-8")
+    found = re.search(r"local ([\w,\s]+?) = unpack\(ARGV, 1, (\d+)\)", script)
+    assert found is not None
+    names = [name.strip() for name in found.group(1).split(",")]
+    assert names == [field.name for field in dataclasses.fields(CommitArgs)]
+    assert int(found.group(2)) == len(names)
+    assert f"local first_set = {len(names) + 1}" in script
+    assert TAG_PATTERN_LUA in script

@@ -3,32 +3,33 @@
 -- KEYS: state hash, rev, log list, ids sorted set (recent change ids, scored by rev),
 --       log size (the log's total bytes), state size (bytes of the state's field names
 --       and values).
--- ARGV: base rev ('' for none), replace ('0'/'1'), history size, channel, message head,
---       entry body, dedupe key, number of set fields, dedupe window (in revs), tag,
---       history bytes, retention in ms ('0' for none), max fields, max state bytes,
---       then field/value pairs (values are JSON text), then the fields to unset.
+-- ARGV: the fields of kpk_io/store/redis_commit.py CommitArgs, named below in the same
+--       order (tests/test_store.py checks), then field/value pairs (values are JSON text),
+--       then the fields to unset. The log entry's format is kpk_io/store/redis_log.py's.
+local base_rev, replace_flag, history, channel, message_head, entry_body, dedupe_key,
+  set_count, dedupe_window, tag, history_bytes, retention_ms, max_fields,
+  max_state_bytes = unpack(ARGV, 1, 14)
+local first_set = 15
 local state, rev_key, log, ids, size = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local state_size = KEYS[6]
-local history = tonumber(ARGV[3])
-local history_bytes = tonumber(ARGV[11])
-local retention = tonumber(ARGV[12])
-local first_set = 15
+history, history_bytes = tonumber(history), tonumber(history_bytes)
+local retention = tonumber(retention_ms)
 
 -- A dedupe key seen within the window was committed already (a retry after a lost reply,
 -- a client re-sending after a reconnect): report its rev and change nothing.
 local current = tonumber(redis.call('GET', rev_key)) or 0
-local seen = tonumber(redis.call('ZSCORE', ids, ARGV[7]))
+local seen = tonumber(redis.call('ZSCORE', ids, dedupe_key))
 if seen then
   local entry = redis.call('LINDEX', log, seen - current - 1)
-  local tag = entry and string.match(entry, '^{"rev":' .. seen .. ',"tag":"(%w+)"') or ''
-  return {2, seen, tag}
+  local seen_tag = entry and string.match(entry, '^{"rev":' .. seen .. ',"tag":"(%w+)"') or ''
+  return {2, seen, seen_tag}
 end
 
-if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= current then
+if base_rev ~= '' and tonumber(base_rev) ~= current then
   return {0, current}
 end
 
-local nset = tonumber(ARGV[8])
+local nset = tonumber(set_count)
 local first_unset = first_set + 2 * nset
 
 -- The room's bounds are checked before anything is written: a script that stopped half
@@ -44,7 +45,7 @@ elseif not state_bytes then  -- a room written before its size was kept: measure
   for _, text in ipairs(redis.call('HGETALL', state)) do state_bytes = state_bytes + #text end
 end
 local fields_before, bytes_before = fields, state_bytes
-local replace = ARGV[2] == '1'
+local replace = replace_flag == '1'
 if replace then
   fields, state_bytes = 0, 0
 end
@@ -62,8 +63,8 @@ for i = first_set, first_unset - 1, 2 do
   if old == 0 then fields = fields + 1 else state_bytes = state_bytes - #name - old end
   state_bytes = state_bytes + #name + #ARGV[i + 1]
 end
-if (fields > tonumber(ARGV[13]) and fields > fields_before)
-    or (state_bytes > tonumber(ARGV[14]) and state_bytes > bytes_before) then
+if (fields > tonumber(max_fields) and fields > fields_before)
+    or (state_bytes > tonumber(max_state_bytes) and state_bytes > bytes_before) then
   return {3, current, '', fields, state_bytes, fields_before, bytes_before}
 end
 
@@ -84,8 +85,8 @@ redis.call('SET', rev_key, rev)
 -- Each entry names its own tag and the one before it (a hash chain: see change.py).
 local last = redis.call('LINDEX', log, -1)
 local prev = last and string.match(last, '^{"rev":%d+,"tag":"(%w+)"') or ''
-local entry = '{"rev":' .. rev .. ',"tag":"' .. ARGV[10] .. '","prev":"' .. prev .. '",'
-  .. ARGV[6]
+local entry = '{"rev":' .. rev .. ',"tag":"' .. tag .. '","prev":"' .. prev .. '",'
+  .. entry_body
 local length = redis.call('RPUSH', log, entry)
 
 -- The log is bounded by count and by bytes, and always keeps the newest entry. Its byte
@@ -108,8 +109,8 @@ if length == 1 then
 end
 redis.call('SET', size, bytes)
 
-redis.call('ZADD', ids, rev, ARGV[7])
-redis.call('ZREMRANGEBYSCORE', ids, '-inf', rev - tonumber(ARGV[9]))
+redis.call('ZADD', ids, rev, dedupe_key)
+redis.call('ZREMRANGEBYSCORE', ids, '-inf', rev - tonumber(dedupe_window))
 
 -- Retention: a commit (like a join) starts the room's time to live again.
 if retention > 0 then
@@ -122,5 +123,5 @@ elseif redis.call('PTTL', log) >= 0 then  -- retention was turned off: keep the 
   end
 end
 
-redis.call('PUBLISH', ARGV[4], ARGV[5] .. entry .. '}')
-return {1, rev}
+redis.call('PUBLISH', channel, message_head .. entry .. '}')
+return {1, rev, prev}

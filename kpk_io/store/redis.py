@@ -3,14 +3,11 @@
 import asyncio
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
-from urllib.parse import quote, unquote
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -19,7 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from kpk_io.change import Change, CommittedChange, Snapshot, encode_json
+from kpk_io.change import Change, CommittedChange, Snapshot
 from kpk_io.limits import DEFAULT_LIMITS, Limits
 from kpk_io.store.base import (
     DEFAULT_HISTORY,
@@ -33,11 +30,13 @@ from kpk_io.store.base import (
     TooLarge,
     continuing,
     dedupe_window,
-    exceeds,
     new_tag,
 )
-from kpk_io.store.redis_feed import RedisFeed, parse_entry
-from kpk_io.store.redis_listing import entry_time, make_cursor, parse_cursor
+from kpk_io.store.redis_commit import CommitArgs, commit_result
+from kpk_io.store.redis_feed import RedisFeed
+from kpk_io.store.redis_keys import RoomKeys, rev_key_pattern, room_keys, room_of_rev_key
+from kpk_io.store.redis_listing import make_cursor, parse_cursor
+from kpk_io.store.redis_log import encoded_fields, entry_body, entry_time, message_head, parse_entry
 
 log = logging.getLogger(__name__)
 
@@ -48,54 +47,6 @@ _TIMEOUT = 2.0
 # Watched rooms are renewed every quarter of the retention, and at least this often (seconds).
 _RENEW_EVERY_MAX = 3600.0
 _SCANS_PER_PAGE = 20
-
-
-@dataclass(frozen=True)
-class _RoomKeys:
-    state: str
-    rev: str
-    log: str
-    ids: str
-    size: str  # the log's total bytes
-    state_size: str  # bytes of the state's field names and values
-    channel: str
-
-    @property
-    def stored(self) -> list[str]:
-        """Every key the room keeps in Redis (the channel is not one)."""
-        return [self.state, self.rev, self.log, self.ids, self.size, self.state_size]
-
-
-def _keys(prefix: str, room: str) -> _RoomKeys:
-    """The only place room keys are named.
-
-    The percent-encoded room is the Redis Cluster hash tag: it never holds a brace, so every
-    key of a room lands in one slot whatever the room ID contains, and the encoding is
-    one-to-one, so distinct rooms never share a key.
-    """
-    base = f"{prefix}{{{quote(room, safe='')}}}"
-    return _RoomKeys(
-        f"{base}:state", f"{base}:rev", f"{base}:log", f"{base}:ids", f"{base}:size",
-        f"{base}:statesize", f"{base}:feed",
-    )
-
-
-def _rev_key_pattern(prefix: str) -> str:
-    """A SCAN pattern matching the rev key of every room under `prefix` (see _keys)."""
-    return re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "{*}:rev"
-
-
-def _room_of_rev_key(prefix: str, key: bytes | str) -> str | None:
-    """The inverse of _keys(prefix, room).rev; None for a key of another shape."""
-    text = key.decode(errors="replace") if isinstance(key, bytes) else key
-    head, tail = f"{prefix}{{", "}:rev"
-    if not (text.startswith(head) and text.endswith(tail)):
-        return None
-    try:
-        room = unquote(text[len(head):-len(tail)], errors="strict")
-    except UnicodeDecodeError:
-        return None
-    return room if _keys(prefix, room).rev == text else None
 
 
 def _script(name: str) -> str:
@@ -141,7 +92,7 @@ class RedisStateStore:
         self._renewer: asyncio.Task[None] | None = None
 
     async def snapshot(self, room: str, *, renew: bool = False) -> Snapshot:
-        keys = _keys(self._prefix, room)
+        keys = room_keys(self._prefix, room)
 
         async def read() -> list[Any]:
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -174,50 +125,32 @@ class RedisStateStore:
         origin: str | None = None,
         by: Mapping[str, str] | None = None,
     ) -> CommittedChange | Conflict | Duplicate | TooLarge:
-        keys = _keys(self._prefix, room)
-        encoded = [(name, encode_json(value)) for name, value in change.set.items()]
-        fields = ",".join(f"{encode_json(name)}:{text}" for name, text in encoded)
-        # The log entry after its opening '{"rev":N,', which the script adds.
-        body = (
-            f'"set":{{{fields}}},"unset":{encode_json(list(change.unset))},'
-            f'"replace":{encode_json(change.replace)},"id":{encode_json(change_id)},'
-            f'"origin":{encode_json(origin)},"time":{round(time.time() * 1000)}'
-            + ("" if by is None else f',"by":{encode_json(dict(by))}')
-            + "}"
-        )
-        args: list[str | int] = [
-            "" if base_rev is None else base_rev,
-            int(change.replace),
-            self._history,
-            keys.channel,
-            encode_json({"room": room})[:-1] + ',"entry":',
-            body,
+        keys = room_keys(self._prefix, room)
+        encoded = encoded_fields(change)
+        body = entry_body(change, encoded, change_id=change_id, origin=origin, by=by,
+                          time_ms=round(time.time() * 1000))
+        args = CommitArgs(
+            base_rev="" if base_rev is None else base_rev,
+            replace_flag=int(change.replace),
+            history=self._history,
+            channel=keys.channel,
+            message_head=message_head(room),
+            entry_body=body,
             # Without one, a generated key still makes our own retries idempotent.
-            dedupe_key or f"kpk-io:{uuid.uuid4().hex}",
-            len(encoded),
-            dedupe_window(self._history),
-            tag := new_tag(),
-            self._history_bytes,
-            self._ttl_ms,
-            self._limits.fields,
-            self._limits.state_bytes,
-        ]
-        for name, text in encoded:
-            args += [name, text]
-        args += list(change.unset)
-        status, rev, *rest = await self._commit_with_retries(keys, args)
-        if status == 0:
-            return Conflict(rev)
-        if status == 2:
-            return Duplicate(rev, rest[0].decode() or None)
-        if status == 3:
-            # The script found the room growing past a bound; exceeds() says which.
-            after, before = (int(rest[1]), int(rest[2])), (int(rest[3]), int(rest[4]))
-            return exceeds(self._limits, after, before) or TooLarge("too large")
-        return CommittedChange(room, rev, change, change_id, origin, tag,
-                               by=None if by is None else dict(by))
+            dedupe_key=dedupe_key or f"kpk-io:{uuid.uuid4().hex}",
+            set_count=len(encoded),
+            dedupe_window=dedupe_window(self._history),
+            tag=(tag := new_tag()),
+            history_bytes=self._history_bytes,
+            retention_ms=self._ttl_ms,
+            max_fields=self._limits.fields,
+            max_state_bytes=self._limits.state_bytes,
+        )
+        reply = await self._commit_with_retries(keys, args.argv(encoded, change.unset))
+        return commit_result(reply, room, change, self._limits, change_id=change_id,
+                             origin=origin, tag=tag, by=by)
 
-    async def _commit_with_retries(self, keys: _RoomKeys, args: list[str | int]) -> list[Any]:
+    async def _commit_with_retries(self, keys: RoomKeys, args: list[str | int]) -> list[Any]:
         for attempt in range(1, _COMMIT_ATTEMPTS + 1):
             try:
                 status, rev, *rest = await self._commit(keys=keys.stored, args=args)
@@ -234,7 +167,7 @@ class RedisStateStore:
     async def changes_since(
         self, room: str, since: int, tag: str | None = None
     ) -> list[CommittedChange] | None:
-        keys = _keys(self._prefix, room)
+        keys = room_keys(self._prefix, room)
 
         async def read() -> list[Any]:
             return await self._changes(keys=[keys.rev, keys.log], args=[since])  # type: ignore[no-any-return]
@@ -259,12 +192,12 @@ class RedisStateStore:
                 break
             try:
                 reply, keys = await self._redis.scan(
-                    scan, match=_rev_key_pattern(self._prefix), count=limit
+                    scan, match=rev_key_pattern(self._prefix), count=limit
                 )
             except RedisError as exc:
                 raise StoreUnavailable(str(exc)) from exc
             scan = int(reply) or None
-            found += [r for r in (_room_of_rev_key(self._prefix, k) for k in keys) if r]
+            found += [r for r in (room_of_rev_key(self._prefix, k) for k in keys) if r]
         page, rest = found[:limit], found[limit:]
         summaries = await self._summaries(page)
         done = scan is None and not rest
@@ -274,7 +207,7 @@ class RedisStateStore:
         async def read() -> list[Any]:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for room in rooms:
-                    keys = _keys(self._prefix, room)
+                    keys = room_keys(self._prefix, room)
                     await self._summary(
                         keys=[keys.state, keys.rev, keys.log, keys.state_size], client=pipe
                     )
@@ -290,14 +223,14 @@ class RedisStateStore:
         return summaries
 
     async def watch(self, room: str) -> None:
-        await self._feed.subscribe(_keys(self._prefix, room).channel)
+        await self._feed.subscribe(room_keys(self._prefix, room).channel)
         self._watched.add(room)
         if self._ttl_ms and self._renewer is None:
             self._renewer = asyncio.create_task(self._renew_watched(), name="kpk-io renewal")
 
     async def unwatch(self, room: str) -> None:
         self._watched.discard(room)
-        await self._feed.unsubscribe(_keys(self._prefix, room).channel)
+        await self._feed.unsubscribe(room_keys(self._prefix, room).channel)
 
     async def _renew_watched(self) -> None:
         """Renew the rooms that have members here for as long as they do: keys expiring
@@ -308,7 +241,7 @@ class RedisStateStore:
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for room in list(self._watched):
-                        for key in _keys(self._prefix, room).stored:
+                        for key in room_keys(self._prefix, room).stored:
                             pipe.pexpire(key, self._ttl_ms)
                     await pipe.execute()
             except RedisError as exc:

@@ -8,15 +8,13 @@ messages arrive in rev order.
 import asyncio
 import contextlib
 import contextvars
-import dataclasses
-import json
 import logging
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from kpk_io.change import CommittedChange
 from kpk_io.store.base import ChangeListener, StoreUnavailable
+from kpk_io.store.redis_log import parse_message
 
 log = logging.getLogger(__name__)
 
@@ -122,38 +120,11 @@ class RedisFeed:
                     if not confirmed.done():
                         confirmed.set_result(None)
             elif kind == "message" and channel in self._channels and self.listener:
-                committed = _parse_message(message.get("data"))
+                committed = parse_message(message.get("data"))
                 if committed is not None:
                     self.listener.on_change(committed)
         except Exception:  # one bad message must not stop the feed for every room
             log.exception("change feed: message %.200r skipped", message)
-
-
-def parse_entry(room: str, raw: object) -> CommittedChange | None:
-    """A log entry as the commit script wrote it; None (logged) when it is not one."""
-    try:
-        return _from_entry(room, json.loads(_text(raw, strict=True)))
-    except ValueError:
-        log.warning("room %r: log entry is not valid; its history is treated as lost", room)
-        return None
-
-
-def _parse_message(raw: object) -> CommittedChange | None:
-    try:
-        data = json.loads(_text(raw, strict=True))
-        return _from_entry(str(data["room"]), data["entry"])
-    except (ValueError, KeyError, TypeError):
-        log.error("change feed: message is not valid, skipped: %.200r", raw)
-        return None
-
-
-def _from_entry(room: str, body: dict[str, object]) -> CommittedChange:
-    """Raises ValueError when `body` is not an entry."""
-    committed = CommittedChange.from_wire(room, body)
-    origin = body.get("origin")
-    if origin is not None and not isinstance(origin, str):
-        raise ValueError(f"origin {origin!r}")
-    return dataclasses.replace(committed, origin=origin)
 
 
 def _text(value: object, *, strict: bool = False) -> str:

@@ -1,16 +1,7 @@
-"""The Redis listing's cursor and what it reads from a room's last log entry."""
+"""The Redis listing's cursor."""
 
 import base64
 import json
-
-
-def entry_time(raw: bytes | None) -> float | None:
-    """The commit time a log entry records (entries written before it was kept have none)."""
-    try:
-        millis = json.loads(raw or b"null").get("time")
-    except (ValueError, AttributeError):
-        return None
-    return millis / 1000 if isinstance(millis, int) else None
 
 
 def make_cursor(scan: int | None, rest: list[str]) -> str:
