@@ -29,13 +29,7 @@ from aiohttp import web
 
 from kpk_io.address import TrustedProxies, limited_by
 from kpk_io.change import JSON
-from kpk_io.config import Settings
-from kpk_io.identity import API_KEY_IDENTITY, Identity, TokenVerifier, Unauthorized
-from kpk_io.limits import Limits
-from kpk_io.logs import bind_request
-from kpk_io.metrics import Metrics
-from kpk_io.protocol import ErrorCode, UpdateRequest
-from kpk_io.publish import (
+from kpk_io.commits import (
     PublishError,
     clear_request,
     commit_change,
@@ -43,6 +37,12 @@ from kpk_io.publish import (
     read_room,
     take,
 )
+from kpk_io.config import Settings
+from kpk_io.identity import API_KEY_IDENTITY, Identity, TokenVerifier, Unauthorized
+from kpk_io.limits import Limits
+from kpk_io.logs import bind_request
+from kpk_io.metrics import Metrics
+from kpk_io.protocol import ErrorCode, UpdateRequest
 from kpk_io.rate import KeyedBuckets
 from kpk_io.rooms import InvalidRoom, check_room, decode_uri_component
 from kpk_io.store.base import MAX_PAGE, StateStore, StoreUnavailable
