@@ -5,6 +5,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from kpk_io.text import merge_text_updates
+
 JSON: TypeAlias = Any
 State: TypeAlias = dict[str, JSON]
 
@@ -16,11 +18,16 @@ def encode_json(value: JSON) -> str:
 
 @dataclass(frozen=True)
 class Change:
-    """Set some top-level fields, remove others, or (replace) remove every field not set."""
+    """Set some top-level fields, remove others, or (replace) remove every field not set.
+
+    `text` holds edits of text fields (kpk_io/text.py): field -> a base64 Yjs update (v1).
+    A committed text edit also sets the field to the text's new plain string, so `set`
+    alone tells display-only clients what the state is."""
 
     set: Mapping[str, JSON] = field(default_factory=dict)
     unset: tuple[str, ...] = ()
     replace: bool = False
+    text: Mapping[str, str] = field(default_factory=dict)
 
     def apply_to(self, state: State) -> None:
         if self.replace:
@@ -56,6 +63,8 @@ class CommittedChange:
             "unset": list(self.change.unset),
             "replace": self.change.replace,
         }
+        if self.change.text:
+            body["text"] = dict(self.change.text)
         if self.id is not None:
             body["id"] = self.id
         if self.tag is not None:
@@ -82,7 +91,7 @@ class CommittedChange:
             if not isinstance(unset, list) or not all(isinstance(n, str) for n in unset):
                 raise TypeError(f"unset {unset!r}")
             change_id, tag, prev = (_optional_text(body, key) for key in ("id", "tag", "prev"))
-            change = Change(dict(fields), tuple(unset), replace)
+            change = Change(dict(fields), tuple(unset), replace, _text(body.get("text")))
             return cls(room, int(rev), change, change_id, None, tag, prev, _by(body.get("by")))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a change: {exc!r}") from exc
@@ -102,8 +111,19 @@ def _optional_text(body: Mapping[str, object], key: str) -> str | None:
     return value
 
 
+def _text(value: object) -> dict[str, str]:
+    """A change's `text`: field -> base64 update, or absent."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+        raise TypeError(f"text {value!r}")
+    return dict(value)
+
+
 def merge_changes(first: Change, then: Change) -> Change:
-    """One change with the effect of `first` followed by `then`."""
+    """One change with the effect of `first` followed by `then`. Text edits of one field
+    merge into one update (Yjs updates commute); a later set or unset of the field ends
+    its edits."""
     if then.replace:
         return then
     fields = {k: v for k, v in first.set.items() if k not in then.unset}
@@ -111,7 +131,11 @@ def merge_changes(first: Change, then: Change) -> Change:
     unset = tuple(n for n in first.unset if n not in then.set) + tuple(
         n for n in then.unset if n not in first.unset
     )
-    return Change(fields, () if first.replace else unset, first.replace)
+    ended = set(then.unset) | (set(then.set) - set(then.text))
+    text = {k: v for k, v in first.text.items() if k not in ended}
+    for name, update in then.text.items():
+        text[name] = merge_text_updates(text[name], update) if name in text else update
+    return Change(fields, () if first.replace else unset, first.replace, text)
 
 
 def update_payload(
@@ -121,8 +145,12 @@ def update_payload(
     nothing, so the server has something to refuse or accept), and `rev` for
     compare-and-set."""
     body: dict[str, JSON] = {"room": room, "id": change_id}
-    if change.set or not (change.unset or change.replace):
-        body["set"] = dict(change.set)
+    # A text field's plain string is the sender's own view; the edit itself travels in text.
+    plain = {k: v for k, v in change.set.items() if k not in change.text}
+    if plain or not (change.unset or change.replace or change.text):
+        body["set"] = plain
+    if change.text:
+        body["text"] = dict(change.text)
     if change.unset:
         body["unset"] = list(change.unset)
     if change.replace:
@@ -151,3 +179,5 @@ class Snapshot:
     rev: int
     state: State
     tag: str | None = None  # of the commit that made `rev`; None at rev 0
+    # The merged Yjs state (base64, v1) of each text field; `state` holds its plain string.
+    texts: dict[str, str] = field(default_factory=dict)

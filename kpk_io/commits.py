@@ -18,6 +18,7 @@ from kpk_io.protocol import (
 )
 from kpk_io.rate import TokenBucket
 from kpk_io.store.base import Conflict, StateStore, StoreUnavailable, TooLarge
+from kpk_io.text_commit import commit_change as commit_text_aware
 
 # The one sender of every change from outside (HTTP API, publishers): trusted code, whose
 # change ids share one dedupe namespace.
@@ -78,7 +79,8 @@ async def commit_change(
 ) -> int:
     """Commit a checked update and return its rev; `by` names who made it."""
     with _refusals():
-        result = await store.commit(
+        result = await commit_text_aware(
+            store,
             request.room,
             request.change,
             base_rev=request.base_rev,

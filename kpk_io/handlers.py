@@ -44,6 +44,7 @@ from kpk_io.protocol import (
 from kpk_io.rate import TokenBucket
 from kpk_io.roster import Roster
 from kpk_io.store.base import Conflict, Duplicate, StateStore, StoreUnavailable, TooLarge
+from kpk_io.text_commit import commit_change
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +247,8 @@ class Handlers:
             raise ProtocolError(ErrorCode.UNAVAILABLE, "the connection is closing")
         member, members = presence
         return ok(room=room, rev=snapshot.rev, state=snapshot.state, **_tag(snapshot.tag),
-                  member=member.to_wire(), members=[m.to_wire() for m in members])
+                  **_texts(snapshot.texts), member=member.to_wire(),
+                  members=[m.to_wire() for m in members])
 
     async def _leave(self, sid: str, data: object) -> Ack:
         room = parse_room_request(data)
@@ -259,7 +261,8 @@ class Handlers:
         self._require_member(sid, request.room)
         self._access.require_write(sid, request.room)
         started = time.perf_counter()
-        result = await self._store.commit(
+        result = await commit_change(
+            self._store,
             request.room,
             request.change,
             base_rev=request.base_rev,
@@ -287,7 +290,7 @@ class Handlers:
         if changes is None:
             snapshot = await self._store.snapshot(request.room)
             return ok(room=request.room, rev=snapshot.rev, state=snapshot.state,
-                      **_tag(snapshot.tag))
+                      **_tag(snapshot.tag), **_texts(snapshot.texts))
         rev = changes[-1].rev if changes else request.since
         wire = [{k: v for k, v in c.to_wire().items() if k != "room"} for c in changes]
         return ok(room=request.room, rev=rev, changes=wire)
@@ -324,6 +327,11 @@ def _rate_limited(bucket: TokenBucket) -> Ack | None:
         return None
     message = f"too many requests on this connection; retry in {wait} ms"
     return ProtocolError(ErrorCode.RATE_LIMITED, message, retry_after=wait).to_ack()
+
+
+def _texts(texts: dict[str, str]) -> dict[str, JSON]:
+    """`texts` of a whole state: each text field's merged Yjs document (absent if none)."""
+    return {"texts": dict(texts)} if texts else {}
 
 
 def _tag(tag: str | None) -> dict[str, JSON]:

@@ -11,6 +11,7 @@ from typing import Any
 from kpk_io.change import JSON, Change, encode_json
 from kpk_io.limits import Limits, field_bytes
 from kpk_io.rooms import InvalidRoom, check_room
+from kpk_io.text import MARKER, is_reserved
 
 MAX_ID_LENGTH = 128
 MIN_SECRET = 16
@@ -183,17 +184,18 @@ def parse_sync(data: object) -> SyncRequest:
 def parse_update(data: object, limits: Limits) -> UpdateRequest:
     body = _object(data)
     room = _room(body)
-    if not any(key in body for key in ("set", "unset", "replace")):
-        raise _invalid_update("an update needs set, unset or replace")
+    if not any(key in body for key in ("set", "unset", "replace", "text")):
+        raise _invalid_update("an update needs set, unset, replace or text")
     fields = _set_fields(body.get("set", {}), limits)
     unset = _unset_fields(body.get("unset", []), limits)
-    _check_size(fields, unset, limits)
+    texts = _text_edits(body.get("text", {}), limits)
+    _check_size({**fields, **texts}, unset, limits)
     replace = body.get("replace", False)
     if not isinstance(replace, bool):
         raise _invalid_update("replace must be true or false")
-    both = sorted(set(fields) & set(unset))
+    both = sorted(set(fields) & set(unset) | set(texts) & (set(fields) | set(unset)))
     if both:
-        raise _invalid_update(f"fields both set and unset: {both}")
+        raise _invalid_update(f"fields named twice (set, unset, text): {both}")
     base_rev = body.get("rev")
     if base_rev is not None and (not _is_int(base_rev) or base_rev < 0):
         raise _invalid_update("rev must be a non-negative integer")
@@ -204,7 +206,8 @@ def parse_update(data: object, limits: Limits) -> UpdateRequest:
         raise _invalid_update(f"id must be a string of 1 to {MAX_ID_LENGTH} characters")
     if change_id is not None and not _is_unicode(change_id):
         raise _invalid_update("id must be valid Unicode")
-    return UpdateRequest(room, Change(fields, tuple(unset), replace), base_rev, change_id)
+    change = Change(fields, tuple(unset), replace, texts)
+    return UpdateRequest(room, change, base_rev, change_id)
 
 
 def _object(data: object) -> Mapping[str, Any]:
@@ -228,6 +231,17 @@ def _set_fields(value: object, limits: Limits) -> dict[str, JSON]:
         problem = json_problem(field_value, limits.depth)
         if problem:
             raise _invalid_update(f"field {name[:64]!r}: {problem}")
+        if is_reserved(field_value):
+            raise _invalid_update(f"field {name[:64]!r}: {{{MARKER!r}: ...}} is a stored text")
+    return dict(value)
+
+
+def _text_edits(value: object, limits: Limits) -> dict[str, str]:
+    """An update's `text`: field -> base64 Yjs update (v1); decoded when merged."""
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise _invalid_update("text must be an object of field names to base64 Yjs updates")
+    for name in value:
+        _check_name(name, limits)
     return dict(value)
 
 

@@ -14,7 +14,7 @@ from types import CodeType, SimpleNamespace
 import pytest
 from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright
 
-from kpk_io.client import KpkClient
+from kpk_io.client import KpkClient, Room
 from tests.conftest import StartKpk
 from tests.polling import eventually
 from tests.processes import free_port
@@ -89,7 +89,7 @@ async def run(lines: list[Line], namespace: dict[str, object]) -> None:
 async def test_the_readme_walkthrough_runs_in_two_sessions(start_kpk: StartKpk) -> None:
     server = start_kpk()
     sessions = [code for code in snippets(README, "python") if code.startswith(">>> ")]
-    connect, change, compare_and_set = (on_server(code, server.url) for code in sessions)
+    connect, change, compare_and_set, text = (on_server(code, server.url) for code in sessions)
     printed: list[list[str]] = [[], []]
     terminals: list[dict[str, object]] = [
         {"print": lambda *args, output=output: output.append(" ".join(map(str, args)))}
@@ -104,6 +104,10 @@ async def test_the_readme_walkthrough_runs_in_two_sessions(start_kpk: StartKpk) 
         await run(repl(compare_and_set), terminals[0])
         await eventually(lambda: len(printed[1]) == 2, what="the compare-and-set change")
         assert printed[1][1] == "rev 2 -> {'title': 'Q1 plan, v2'}"
+        await run(repl(text), terminals[0])
+        other = terminals[1]["room"]
+        assert isinstance(other, Room)
+        await other.wait_for(lambda state: state.get("note") == "Agenda: ")
     finally:
         for namespace in terminals:
             client = namespace.get("client")

@@ -14,7 +14,7 @@ from kpk_io.change import Change, CommittedChange
 from kpk_io.client import KpkClient
 from kpk_io.config import Settings
 from kpk_io.publish import AsyncPublisher
-from kpk_io.store.base import Conflict, Duplicate, TooLarge
+from kpk_io.store.base import Conflict, Duplicate, Stale, TooLarge
 from kpk_io.store.memory import MemoryStateStore
 from kpk_io.store.redis import RedisStateStore
 from kpk_io.store.redis_keys import room_keys
@@ -117,7 +117,7 @@ class ExplodingStore(MemoryStateStore):
 
     async def commit(
         self, room: str, change: Change, **kw: object
-    ) -> CommittedChange | Conflict | Duplicate | TooLarge:
+    ) -> CommittedChange | Conflict | Duplicate | TooLarge | Stale:
         if "explode" in change.set:
             raise RuntimeError("bug in the store")
         return await super().commit(room, change, **kw)  # type: ignore[arg-type]

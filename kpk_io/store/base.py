@@ -1,5 +1,6 @@
 """The contract every state store honours; tests/test_store.py runs against each one."""
 
+import hashlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,6 +65,14 @@ class Duplicate:
 
 
 @dataclass(frozen=True)
+class Stale:
+    """A guarded field (a text edit's) is no longer as it was read; nothing changed: read
+    it again, merge again and retry."""
+
+    rev: int
+
+
+@dataclass(frozen=True)
 class TooLarge:
     """The change would take the room past its bound on fields or encoded bytes; nothing
     changed."""
@@ -83,6 +92,13 @@ def exceeds(
     if size > limits.state_bytes and size > size_before:
         return TooLarge(f"the room's state would be {size} bytes; at most {limits.state_bytes}")
     return None
+
+
+def guard_of(encoded_json: str | None) -> str:
+    """A guard that holds while a field's stored JSON text is `encoded_json`."""
+    if encoded_json is None:
+        return ""
+    return hashlib.sha1(encoded_json.encode(), usedforsecurity=False).hexdigest()
 
 
 class ChangeListener(Protocol):
@@ -137,8 +153,16 @@ class StateStore(Protocol):
         dedupe_key: str | None = None,
         origin: str | None = None,
         by: Mapping[str, str] | None = None,
-    ) -> CommittedChange | Conflict | Duplicate | TooLarge:
+        stored: Mapping[str, str] | None = None,
+        guards: Mapping[str, str] | None = None,
+    ) -> CommittedChange | Conflict | Duplicate | TooLarge | Stale:
         """Apply `change` atomically and publish it to every watcher of the room.
+
+        `stored` gives, for some set fields, the JSON text the state keeps instead of the
+        value (a text's merged document; the log and feed carry `change` itself).
+        `guards` maps fields to what they must hold for the commit to happen: '-' for
+        anything but a stored text, else guard_of() the stored JSON text ('' for absent);
+        otherwise nothing changes (Stale). kpk_io/text_commit.py builds both.
 
         Each commit adds exactly 1 to the room's rev; commits from any number of callers are
         linearised, and the feed carries them in rev order. With `base_rev`, nothing changes

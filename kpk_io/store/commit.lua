@@ -5,11 +5,13 @@
 --       and values).
 -- ARGV: the fields of kpk_io/store/redis_commit.py CommitArgs, named below in the same
 --       order (tests/test_store.py checks), then field/value pairs (values are JSON text),
---       then the fields to unset. The log entry's format is kpk_io/store/redis_log.py's.
+--       then guard pairs (field, expected: '-' for "anything but a stored text", else the
+--       SHA-1 of the field's stored value, '' for absent), then the fields to unset. The
+--       log entry's format is kpk_io/store/redis_log.py's.
 local base_rev, replace_flag, history, channel, message_head, entry_body, dedupe_key,
   set_count, dedupe_window, tag, history_bytes, retention_ms, max_fields,
-  max_state_bytes = unpack(ARGV, 1, 14)
-local first_set = 15
+  max_state_bytes, guard_count = unpack(ARGV, 1, 15)
+local first_set = 16
 local state, rev_key, log, ids, size = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local state_size = KEYS[6]
 history, history_bytes = tonumber(history), tonumber(history_bytes)
@@ -30,7 +32,21 @@ if base_rev ~= '' and tonumber(base_rev) ~= current then
 end
 
 local nset = tonumber(set_count)
-local first_unset = first_set + 2 * nset
+local first_guard = first_set + 2 * nset
+local first_unset = first_guard + 2 * tonumber(guard_count)
+
+-- Guards (kpk_io/text_commit.py): a text edit was merged, in Python, into the text as it was
+-- read; if the stored text has changed since, nothing is written and the caller merges
+-- again (status 4). A plain set must not overwrite a text that it should merge into.
+for i = first_guard, first_unset - 1, 2 do
+  local old = redis.call('HGET', state, ARGV[i])
+  local expected = ARGV[i + 1]
+  if expected == '-' then
+    if old and string.sub(old, 1, 10) == '{"$text":"' then return {4, current} end
+  elseif (old and redis.sha1hex(old) or '') ~= expected then
+    return {4, current}
+  end
+end
 
 -- The room's bounds are checked before anything is written: a script that stopped half
 -- way would leave its earlier writes behind. Only the fields this change names are read.
@@ -57,7 +73,7 @@ for i = first_unset, #ARGV do
     fields, state_bytes, gone[name] = fields - 1, state_bytes - #name - old, true
   end
 end
-for i = first_set, first_unset - 1, 2 do
+for i = first_set, first_guard - 1, 2 do
   local name = ARGV[i]
   local old = (replace or gone[name]) and 0 or redis.call('HSTRLEN', state, name)
   if old == 0 then fields = fields + 1 else state_bytes = state_bytes - #name - old end
@@ -76,8 +92,8 @@ redis.call('SET', state_size, state_bytes)
 for i = first_unset, #ARGV, 1000 do
   redis.call('HDEL', state, unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
-for i = first_set, first_unset - 1, 1000 do
-  redis.call('HSET', state, unpack(ARGV, i, math.min(i + 999, first_unset - 1)))
+for i = first_set, first_guard - 1, 1000 do
+  redis.call('HSET', state, unpack(ARGV, i, math.min(i + 999, first_guard - 1)))
 end
 
 local rev = current + 1

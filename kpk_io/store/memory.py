@@ -16,12 +16,15 @@ from kpk_io.store.base import (
     Duplicate,
     RoomPage,
     RoomSummary,
+    Stale,
     TooLarge,
     continuing,
     dedupe_window,
     exceeds,
+    guard_of,
     new_tag,
 )
+from kpk_io.text import split_texts, stored_text
 
 
 @dataclass
@@ -36,6 +39,17 @@ class _Room:
     changed: float | None = None  # Unix time of the last commit
     expires: float = float("inf")  # time.monotonic() at which the room is forgotten
     size: int = 0  # field_bytes() of every field
+
+
+def _guards_hold(data: _Room, guards: Mapping[str, str]) -> bool:
+    for name, expected in guards.items():
+        old = data.fields.get(name)
+        if expected == "-":
+            if old is not None and stored_text(old) is not None:
+                return False
+        elif guard_of(old) != expected:
+            return False
+    return True
 
 
 def _bounds_after(data: _Room, change: Change, encoded: dict[str, str]) -> tuple[int, int]:
@@ -83,7 +97,8 @@ class MemoryStateStore:
         if renew:
             self._renew(room, data)
         state = {name: json.loads(text) for name, text in data.fields.items()}
-        return Snapshot(data.rev, state, data.log[-1].tag if data.log else None)
+        texts = split_texts(state)
+        return Snapshot(data.rev, state, data.log[-1].tag if data.log else None, texts)
 
     async def commit(
         self,
@@ -95,14 +110,20 @@ class MemoryStateStore:
         dedupe_key: str | None = None,
         origin: str | None = None,
         by: Mapping[str, str] | None = None,
-    ) -> CommittedChange | Conflict | Duplicate | TooLarge:
+        stored: Mapping[str, str] | None = None,
+        guards: Mapping[str, str] | None = None,
+    ) -> CommittedChange | Conflict | Duplicate | TooLarge | Stale:
         data = self._live(room) or _Room()  # stored once committed
         if dedupe_key is not None and dedupe_key in data.ids:
             rev = data.ids[dedupe_key]
             return Duplicate(rev, next((c.tag for c in data.log if c.rev == rev), None))
         if base_rev is not None and base_rev != data.rev:
             return Conflict(data.rev)
+        if not _guards_hold(data, guards or {}):
+            return Stale(data.rev)
         encoded = {name: encode_json(value) for name, value in change.set.items()}
+        shown = dict(encoded)
+        encoded.update({name: text for name, text in (stored or {}).items() if name in encoded})
         count, size = _bounds_after(data, change, encoded)
         too_large = exceeds(self._limits, (count, size), (len(data.fields), data.size))
         if too_large is not None:
@@ -115,10 +136,10 @@ class MemoryStateStore:
         data.fields.update(encoded)
         data.rev += 1
         data.changed = time.time()
-        copied = {name: json.loads(text) for name, text in encoded.items()}
-        stored = Change(copied, change.unset, change.replace)
+        copied = {name: json.loads(text) for name, text in shown.items()}
+        logged = Change(copied, change.unset, change.replace, dict(change.text))
         prev = data.log[-1].tag if data.log else ""
-        committed = CommittedChange(room, data.rev, stored, change_id, origin, new_tag(), prev,
+        committed = CommittedChange(room, data.rev, logged, change_id, origin, new_tag(), prev,
                                     None if by is None else dict(by))
         self._append(data, committed)
         if dedupe_key is not None:

@@ -26,6 +26,7 @@ from kpk_io.store.base import (
     Duplicate,
     RoomPage,
     RoomSummary,
+    Stale,
     StoreUnavailable,
     TooLarge,
     continuing,
@@ -37,6 +38,7 @@ from kpk_io.store.redis_feed import RedisFeed
 from kpk_io.store.redis_keys import RoomKeys, rev_key_pattern, room_keys, room_of_rev_key
 from kpk_io.store.redis_listing import make_cursor, parse_cursor
 from kpk_io.store.redis_log import encoded_fields, entry_body, entry_time, message_head, parse_entry
+from kpk_io.text import split_texts
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,9 @@ class RedisStateStore:
                 log.warning("room %r: field %r is not UTF-8 JSON; left out", room, raw_name)
         rev = _parse_rev(room, raw_rev)
         last = parse_entry(room, raw_last) if raw_last is not None else None
-        return Snapshot(rev, state, last.tag if last is not None and last.rev == rev else None)
+        texts = split_texts(state)
+        tag = last.tag if last is not None and last.rev == rev else None
+        return Snapshot(rev, state, tag, texts)
 
     async def commit(
         self,
@@ -124,11 +128,14 @@ class RedisStateStore:
         dedupe_key: str | None = None,
         origin: str | None = None,
         by: Mapping[str, str] | None = None,
-    ) -> CommittedChange | Conflict | Duplicate | TooLarge:
+        stored: Mapping[str, str] | None = None,
+        guards: Mapping[str, str] | None = None,
+    ) -> CommittedChange | Conflict | Duplicate | TooLarge | Stale:
         keys = room_keys(self._prefix, room)
         encoded = encoded_fields(change)
         body = entry_body(change, encoded, change_id=change_id, origin=origin, by=by,
                           time_ms=round(time.time() * 1000))
+        kept = [(name, (stored or {}).get(name, text)) for name, text in encoded]
         args = CommitArgs(
             base_rev="" if base_rev is None else base_rev,
             replace_flag=int(change.replace),
@@ -145,8 +152,10 @@ class RedisStateStore:
             retention_ms=self._ttl_ms,
             max_fields=self._limits.fields,
             max_state_bytes=self._limits.state_bytes,
+            guard_count=len(guards or {}),
         )
-        reply = await self._commit_with_retries(keys, args.argv(encoded, change.unset))
+        argv = args.argv(kept, guards or {}, change.unset)
+        reply = await self._commit_with_retries(keys, argv)
         return commit_result(reply, room, change, self._limits, change_id=change_id,
                              origin=origin, tag=tag, by=by)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from kpk_io.change import Change, CommittedChange
 from kpk_io.limits import Limits
-from kpk_io.store.base import Conflict, Duplicate, TooLarge, exceeds
+from kpk_io.store.base import Conflict, Duplicate, Stale, TooLarge, exceeds
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,16 @@ class CommitArgs:
     retention_ms: int  # 0 for none
     max_fields: int
     max_state_bytes: int
+    guard_count: int  # how many guard pairs follow the field/value pairs
 
-    def argv(self, encoded: Sequence[tuple[str, str]], unset: Sequence[str]) -> list[str | int]:
+    def argv(
+        self, encoded: Sequence[tuple[str, str]], guards: Mapping[str, str], unset: Sequence[str]
+    ) -> list[str | int]:
         args: list[str | int] = [getattr(self, f.name) for f in dataclasses.fields(self)]
         for name, text in encoded:
             args += [name, text]
+        for name, expected in guards.items():
+            args += [name, expected]
         return args + list(unset)
 
 
@@ -47,7 +52,7 @@ def commit_result(
     origin: str | None,
     tag: str,
     by: Mapping[str, str] | None,
-) -> CommittedChange | Conflict | Duplicate | TooLarge:
+) -> CommittedChange | Conflict | Duplicate | TooLarge | Stale:
     """The script's answer `[status, rev, ...]` as StateStore.commit returns it."""
     status, rev, *rest = reply
     if status == 0:
@@ -58,6 +63,8 @@ def commit_result(
         # The script found the room growing past a bound; exceeds() says which.
         after, before = (int(rest[1]), int(rest[2])), (int(rest[3]), int(rest[4]))
         return exceeds(limits, after, before) or TooLarge("too large")
+    if status == 4:
+        return Stale(rev)
     prev = _text(rest[0])
     return CommittedChange(room, rev, change, change_id, origin, tag, prev,
                            None if by is None else dict(by))

@@ -3,7 +3,7 @@ the store, its feed and its room listing read it back.
 
 An entry is one JSON object, its keys always in this order:
 
-    {"rev":N,"tag":"T","prev":"P","set":{...},"unset":[...],"replace":B,"id":I,
+    {"rev":N,"tag":"T","prev":"P","set":{...}[,"text":{...}],"unset":[...],"replace":B,"id":I,
      "origin":O,"time":MS[,"by":{"user":U[,"name":N]}]}
 
 `tag` is the commit's random tag and `prev` the tag of the entry before it ("" for a room's
@@ -51,8 +51,9 @@ def entry_body(
     """The rest of an entry after its head, closing brace included; `encoded` is
     encoded_fields(change), made once for the hash and the entry."""
     fields = ",".join(f"{encode_json(name)}:{text}" for name, text in encoded)
+    texts = f'"text":{encode_json(dict(change.text))},' if change.text else ""
     return (
-        f'"set":{{{fields}}},"unset":{encode_json(list(change.unset))},'
+        f'"set":{{{fields}}},{texts}"unset":{encode_json(list(change.unset))},'
         f'"replace":{encode_json(change.replace)},"id":{encode_json(change_id)},'
         f'"origin":{encode_json(origin)},"time":{time_ms}'
         + ("" if by is None else f',"by":{encode_json(dict(by))}')
