@@ -16,7 +16,7 @@ import pycrdt
 from kpk_io.change import JSON, Change, CommittedChange, State, update_payload
 from kpk_io.client_error import Backoff, KpkError, is_retryable, retry_delay
 from kpk_io.client_presence import Presence, PresenceKind
-from kpk_io.client_text import RoomText
+from kpk_io.client_text import RoomTexts
 from kpk_io.presence import Member
 from kpk_io.protocol import Event
 from kpk_io.room_state import RoomChange, RoomState
@@ -59,32 +59,19 @@ class Room:
         # Who else is here, and the signals they send (client_presence.py).
         self.presence = Presence(name)
         self._meta: dict[str, JSON] = {}
-        self._texts: dict[str, RoomText] = {}
-        self._merged: dict[str, str] = {}  # texts of the last whole state (join, sync)
+        self._texts = RoomTexts(self.update)
 
     @property
     def state(self) -> State:
         """The state as this client sees it: confirmed, then its own changes on top; a text
         field bound with text() shows its document, which holds every edit received."""
-        view = self._state.view
-        for name, handle in self._texts.items():
-            if name in view:
-                view[name] = str(handle)
-        return view
+        return self._texts.show(self._state.view)
 
     def text(self, field: str) -> pycrdt.Text:
         """The text field `field` as a pycrdt Y.Text: `insert(index, s)`, `del t[a:b]`,
         `str(t)`. Its edits are sent like any change and merge with everyone else's. A
         field holding a plain string becomes a text holding that string."""
-        handle = self._texts.get(field)
-        if handle is None:
-            handle = self._texts[field] = RoomText(field, self.update)
-            current = self._state.view.get(field)
-            if field in self._merged:
-                handle.apply(self._merged[field])
-            elif isinstance(current, str) and current:
-                handle.text += current  # sent as the text's first edit
-        return handle.text
+        return self._texts.text(field, self._state.view.get(field))
 
     @property
     def rev(self) -> int:
@@ -142,10 +129,7 @@ class Room:
         await self._link.request(Event.SIGNAL, {"room": self.name, "data": data})
 
     def set(self, field: str, value: JSON) -> None:
-        handle = self._texts.get(field)
-        if handle is not None and isinstance(value, str):
-            handle.replace(value)  # a set of a text edits it, here as on the server
-        else:
+        if not self._texts.set(field, value):  # a string set of a text edits it
             self.update(Change({field: value}))
 
     def unset(self, field: str) -> None:
@@ -204,7 +188,7 @@ class Room:
             raise
         self.presence.joined(ack)
         self._joined = True
-        self._took_texts(ack)
+        self._texts.took_whole(ack)
         applied, needs_sync = self._state.joined(int(ack["rev"]), dict(ack["state"]), _tag_of(ack))
         self._applied(applied)
         if needs_sync:
@@ -219,7 +203,7 @@ class Room:
                 # history is not the room's (Redis lost data and moved on)
             ack = await self._link.request(Event.SYNC, request)
             if "state" in ack:
-                self._took_texts(ack)
+                self._texts.took_whole(ack)
                 self._applied(self._state.reset(int(ack["rev"]), dict(ack["state"]), _tag_of(ack)))
                 return
             for body in ack["changes"]:
@@ -256,20 +240,10 @@ class Room:
         if not self._closed and state.own and state.rev == rev and not state.in_flight:
             self._spawn_resume(self.sync)
 
-    def _took_texts(self, ack: Mapping[str, JSON]) -> None:
-        """Merge a whole state's texts into the bound documents (idempotent: Yjs)."""
-        texts = ack.get("texts")
-        self._merged = dict(texts) if isinstance(texts, dict) else {}
-        for name, merged in self._merged.items():
-            if name in self._texts and isinstance(merged, str):
-                self._texts[name].apply(merged)
-
     def _applied(self, changes: list[RoomChange]) -> None:
         """Tell the listeners about changes of others that RoomState just applied."""
         for change in changes:
-            for name, update in change.change.text.items():
-                if name in self._texts:
-                    self._texts[name].apply(update)
+            self._texts.took(change.change)
             for listener in list(self._listeners):
                 try:
                     listener(self, change)

@@ -6,11 +6,11 @@ applied to the same document, so local and remote edits merge character by chara
 """
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pycrdt
 
-from kpk_io.change import Change
+from kpk_io.change import JSON, Change, State
 from kpk_io.text import ROOT, decode_update, encode_update
 
 
@@ -56,3 +56,53 @@ class RoomText:
         update, self._unsent = pycrdt.merge_updates(*self._unsent), []
         edit = {self.field: encode_update(update)}
         self._send(Change({self.field: str(self.text)}, text=edit))
+
+
+class RoomTexts:
+    """The text fields of one room bound with Room.text(), and the documents of the last
+    whole state (join, sync) to start new ones from."""
+
+    def __init__(self, send: Callable[[Change], None]) -> None:
+        self._send = send
+        self._bound: dict[str, RoomText] = {}
+        self._merged: dict[str, str] = {}
+
+    def text(self, field: str, current: JSON) -> pycrdt.Text:
+        handle = self._bound.get(field)
+        if handle is None:
+            handle = self._bound[field] = RoomText(field, self._send)
+            if field in self._merged:
+                handle.apply(self._merged[field])
+            elif isinstance(current, str) and current:
+                handle.text += current  # sent as the text's first edit
+        return handle.text
+
+    def show(self, view: State) -> State:
+        """`view` with each bound text's string: its document holds every edit received."""
+        for name, handle in self._bound.items():
+            if name in view:
+                view[name] = str(handle)
+        return view
+
+    def set(self, field: str, value: JSON) -> bool:
+        """A set of a bound text with a string edits it (as the server would); True then."""
+        handle = self._bound.get(field)
+        if handle is None or not isinstance(value, str):
+            return False
+        handle.replace(value)
+        return True
+
+    def took_whole(self, ack: Mapping[str, JSON]) -> None:
+        """Merge a whole state's texts into the bound documents (idempotent: Yjs)."""
+        texts = ack.get("texts")
+        self._merged = {k: v for k, v in texts.items() if isinstance(v, str)} if isinstance(
+            texts, dict) else {}
+        for name, merged in self._merged.items():
+            if name in self._bound:
+                self._bound[name].apply(merged)
+
+    def took(self, change: Change) -> None:
+        """Merge another member's committed text edits."""
+        for name, update in change.text.items():
+            if name in self._bound:
+                self._bound[name].apply(update)
