@@ -15,7 +15,8 @@ from kpk_io.client import KpkClient
 from kpk_io.rooms import encode_uri_component
 from kpk_io.store.base import guard_of
 from kpk_io.store.memory import MemoryStateStore
-from kpk_io.store.redis import RedisStateStore, _keys
+from kpk_io.store.redis import RedisStateStore
+from kpk_io.store.redis_keys import room_keys
 from kpk_io.text import ROOT, encode_update, stored_text
 from kpk_io.text_commit import commit_change
 from tests.conftest import StartKpk
@@ -137,7 +138,7 @@ async def test_thousands_of_edits_keep_the_stored_text_small(
         plain = await typing_in_store(store, 3000)
         snapshot = await store.snapshot(ROOM)
         assert snapshot.rev == 3000 and snapshot.state == {"note": plain}
-        stored = await redis.hget(_keys(key_prefix, ROOM).state, "note")
+        stored = await redis.hget(room_keys(key_prefix, ROOM).state, "note")
         assert isinstance(stored, bytes) and stored_text(stored.decode()) == snapshot.texts["note"]
         # 3000 edits of ~30 bytes each were sent; the store keeps the text and its metadata.
         assert len(stored) < len(plain.encode()) + 4096, (len(stored), len(plain))
