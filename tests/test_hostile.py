@@ -40,6 +40,8 @@ SEED = os.environ.get("KPK_IO_FUZZ_SEED")
 VICTIM = "kpk/notes/victim/q1/intro"
 MAX_PAYLOAD = 64 * 1024
 CODES = {code.value for code in ErrorCode}
+# pytest-timeout's budget for a property, which grows with the examples asked for.
+SIZED_TIMEOUT = pytest.mark.timeout(60 + EXAMPLES // 10)
 API_KEY = "hostile-test-key"
 T = TypeVar("T")
 
@@ -207,6 +209,7 @@ def run(runner: asyncio.Runner, step: Awaitable[T]) -> T:
 # --- the properties -----------------------------------------------------------------------
 
 
+@SIZED_TIMEOUT
 def test_arbitrary_json_at_every_event_gets_an_answer(server: KpkServer) -> None:
     with asyncio.Runner() as runner:
         member = run(runner, Member(server.url).connect())
@@ -227,6 +230,7 @@ def test_arbitrary_json_at_every_event_gets_an_answer(server: KpkServer) -> None
             run(runner, member.close())
 
 
+@SIZED_TIMEOUT
 def test_malformed_packets_are_answered_when_their_ack_id_can_be_read(
     server: KpkServer,
 ) -> None:
@@ -263,6 +267,7 @@ def test_malformed_packets_are_answered_when_their_ack_id_can_be_read(
             run(runner, raw.close())
 
 
+@SIZED_TIMEOUT
 def test_the_http_api_answers_any_body_with_a_status_and_an_error_body(
     server: KpkServer,
 ) -> None:
