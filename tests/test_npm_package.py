@@ -17,6 +17,7 @@ WEB = ROOT / "web"
 PACKAGE = WEB / "kpk-io"
 TSC = WEB / "node_modules" / ".bin" / "tsc"
 VENDORED = "socket.io.esm.min.js"
+YJS = "yjs.esm.min.js"  # Yjs and lib0 in one module; a bundler takes the app's own yjs instead
 
 
 def run(*command: str, cwd: Path) -> str:
@@ -46,9 +47,9 @@ def test_the_tarball_holds_the_client_and_its_declarations(
     _, files = tarball
     scripts = sorted(path.name for path in PACKAGE.glob("*.js"))
     declarations = sorted(
-        f"types/{name.removesuffix('.js')}.d.ts" for name in scripts if name != VENDORED
+        f"types/{name.removesuffix('.js')}.d.ts" for name in scripts if name not in (VENDORED, YJS)
     )
-    assert VENDORED in scripts and "kpk-io.js" in scripts
+    assert VENDORED in scripts and YJS in scripts and "kpk-io.js" in scripts
     assert files == sorted(["README.md", "package.json", *scripts, *declarations])
 
 
@@ -60,7 +61,10 @@ def test_the_package_names_its_entry_types_and_dependency() -> None:
     assert package["type"] == "module"
     assert package["exports"]["."] == {"types": "./types/kpk-io.d.ts", "default": "./kpk-io.js"}
     assert package["dependencies"] == {"socket.io-client": f"^{pinned}"}
-    assert package["browser"] == {f"./{VENDORED}": "socket.io-client"}
+    assert package["browser"] == {f"./{VENDORED}": "socket.io-client", f"./{YJS}": "yjs"}
+    # One copy of Yjs in an app that has its own (editor bindings): a peer, never bundled twice.
+    yjs = json.loads((WEB / "package.json").read_text())["devDependencies"]["yjs"]
+    assert package["peerDependencies"] == {"yjs": f"^{yjs}"}
 
 
 def test_a_front_end_type_checks_and_imports_the_packed_package(
@@ -72,9 +76,8 @@ def test_a_front_end_type_checks_and_imports_the_packed_package(
     with tarfile.open(path) as archive:
         archive.extractall(tmp_path / "unpacked", filter="data")
     shutil.copytree(tmp_path / "unpacked" / "package", installed, dirs_exist_ok=True)
-    (tmp_path / "node_modules" / "socket.io-client").symlink_to(
-        WEB / "node_modules" / "socket.io-client"
-    )
+    for dependency in ("socket.io-client", "yjs", "lib0"):
+        (tmp_path / "node_modules" / dependency).symlink_to(WEB / "node_modules" / dependency)
     for name in ("consumer.ts", "tsconfig.json"):
         shutil.copy(WEB / "test-types" / name, tmp_path / name)
 

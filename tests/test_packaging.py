@@ -106,6 +106,7 @@ def test_the_wheel_holds_the_browser_files_and_nothing_else_of_web(wheel: Path) 
         if path.is_file()
     }
     assert "kpk_io/web/kpk-io/socket.io.esm.min.js" in browser
+    assert {"kpk_io/web/kpk-io/yjs.esm.min.js", "kpk_io/web/kpk-io/text.js"} <= browser
     assert "kpk_io/web/admin/mdi/fonts/materialdesignicons-webfont.woff2" in browser
     assert browser <= names
     web_files = {name for name in names if name.startswith("kpk_io/web/")}

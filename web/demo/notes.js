@@ -1,6 +1,7 @@
 // The notes demo: everyone on the same /demo/notes/{org}/{project}/{page} URL edits one room.
 //
-// Fields of the room: "title" and "note" (strings), and one "item:<id>" field per checklist
+// Fields of the room: "title" (a string), "note" (a text: concurrent typing merges per
+// character, see room.text), and one "item:<id>" field per checklist
 // item ({text, done, at}), so that people adding or ticking different items never overwrite
 // each other: kpk-io merges changes field by field, the last writer of a field wins.
 
@@ -127,7 +128,8 @@ function showAuthor(who) {
 /** @param {import("/kpk-io/kpk-io.js").Room} room */
 function bindInputs(room) {
   $("title").addEventListener("input", (event) => room.set("title", inputValue(event)));
-  $("note").addEventListener("input", (event) => room.set("note", inputValue(event)));
+  // The note is a text: what several people type at once merges, character by character.
+  room.text("note").bind($("note"));
   const add = () => {
     const input = $("new-item");
     const text = input.value.trim();
@@ -154,7 +156,6 @@ function bindInputs(room) {
 function render(room) {
   const state = room.state;
   setValue($("title"), typeof state.title === "string" ? state.title : "");
-  setValue($("note"), typeof state.note === "string" ? state.note : "");
   renderChecklist(room, state);
   $("rev").textContent = String(room.rev);
   document.title = `${state.title || "Untitled"} · Notes`;

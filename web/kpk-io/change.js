@@ -1,10 +1,14 @@
 // Changes to a room's state, as made locally, merged, sent and received (kpk_io/change.py).
 
+import { mergeTextUpdates } from "./text.js";
+
 /** @typedef {null | boolean | number | string | JSONValue[] | {[key: string]: JSONValue}} JSONValue */
 /** @typedef {{[field: string]: JSONValue}} State */
 /**
- * Set some top-level fields, remove others, or (replace) remove every field not set.
- * @typedef {{set: State, unset: string[], replace: boolean}} Change
+ * Set some top-level fields, remove others, or (replace) remove every field not set. `text`
+ * (present only when not empty) holds edits of text fields: field -> base64 Yjs update (v1);
+ * such a field is also in `set`, with the text's new string (text.js, docs/protocol.md).
+ * @typedef {{set: State, unset: string[], replace: boolean, text?: {[field: string]: string}}} Change
  */
 /**
  * Who made a change, when the server checks tokens: the token's `sub` and `name`.
@@ -20,10 +24,10 @@
 /**
  * A checked change with deep copies of its values; throws TypeError for what the server
  * would refuse as `invalid_update`.
- * @param {{set?: State, unset?: string[], replace?: boolean}} change
+ * @param {{set?: State, unset?: string[], replace?: boolean, text?: {[field: string]: string}}} change
  * @returns {Change}
  */
-export function makeChange({ set = {}, unset = [], replace = false }) {
+export function makeChange({ set = {}, unset = [], replace = false, text = {} }) {
   if (!isPlainObject(set)) throw new TypeError("set must be an object of fields");
   if (!Array.isArray(unset)) throw new TypeError("unset must be a list of field names");
   /** @type {State} */
@@ -36,7 +40,13 @@ export function makeChange({ set = {}, unset = [], replace = false }) {
     checkField(name);
     if (Object.hasOwn(fields, name)) throw new TypeError(`field ${name} is both set and unset`);
   }
-  return { set: fields, unset: [...new Set(unset)], replace: Boolean(replace) };
+  /** @type {Change} */
+  const change = { set: fields, unset: [...new Set(unset)], replace: Boolean(replace) };
+  if (!isPlainObject(text) || !Object.values(text).every((update) => typeof update === "string")) {
+    throw new TypeError("text must be an object of fields to base64 Yjs updates");
+  }
+  if (Object.keys(text).length) change.text = { ...text };
+  return change;
 }
 
 /**
@@ -67,7 +77,22 @@ export function mergeChanges(first, then) {
         ...first.unset.filter((name) => !Object.hasOwn(then.set, name)),
         ...then.unset.filter((name) => !first.unset.includes(name)),
       ];
-  return { set, unset, replace: first.replace };
+  /** @type {Change} */
+  const merged = { set, unset, replace: first.replace };
+  // Text edits of one field merge into one update (Yjs updates commute: every keystroke is
+  // kept); a later set or unset of the field ends its edits.
+  const thenText = then.text ?? {};
+  /** @type {{[field: string]: string}} */
+  const text = {};
+  for (const [name, update] of Object.entries(first.text ?? {})) {
+    const ended = then.unset.includes(name) || (Object.hasOwn(then.set, name) && !Object.hasOwn(thenText, name));
+    if (!ended) text[name] = update;
+  }
+  for (const [name, update] of Object.entries(thenText)) {
+    text[name] = Object.hasOwn(text, name) ? mergeTextUpdates(text[name], update) : update;
+  }
+  if (Object.keys(text).length) merged.text = text;
+  return merged;
 }
 
 /**
@@ -89,10 +114,17 @@ export function touchedFields(change) {
  * @param {number} [rev]
  */
 export function updatePayload(room, id, change, rev) {
-  /** @type {{room: string, id: string, set?: State, unset?: string[], replace?: true, rev?: number}} */
+  /** @type {{room: string, id: string, set?: State, unset?: string[], replace?: true, text?: {[field: string]: string}, rev?: number}} */
   const body = { room, id };
-  const fields = Object.keys(change.set).length > 0;
-  if (fields || !(change.unset.length || change.replace)) body.set = change.set;
+  const text = change.text ?? {};
+  // A text field's string is this page's own view; the edit itself travels in `text`.
+  /** @type {State} */
+  const plain = {};
+  for (const [name, value] of Object.entries(change.set)) if (!Object.hasOwn(text, name)) put(plain, name, value);
+  const fields = Object.keys(plain).length > 0;
+  const edits = Object.keys(text).length > 0;
+  if (fields || !(change.unset.length || change.replace || edits)) body.set = plain;
+  if (edits) body.text = text;
   if (change.unset.length) body.unset = change.unset;
   if (change.replace) body.replace = true;
   if (rev !== undefined) body.rev = rev;
@@ -117,10 +149,12 @@ export function committedFromWire(body) {
     body.unset.every((/** @type {unknown} */ name) => typeof name === "string") &&
     typeof body.replace === "boolean" &&
     ["id", "tag", "prev"].every((key) => body[key] == null || typeof body[key] === "string") &&
+    (body.text == null || (isPlainObject(body.text) && Object.values(body.text).every((u) => typeof u === "string"))) &&
     (body.by == null || isBy(body.by));
   if (!ok) throw new TypeError(`not a change: ${JSON.stringify(body)}`);
   /** @type {Committed} */
   const committed = { rev: body.rev, set: body.set, unset: body.unset, replace: body.replace };
+  if (body.text != null && Object.keys(body.text).length) committed.text = body.text;
   if (body.id != null) committed.id = body.id;
   if (body.tag != null) committed.tag = body.tag;
   if (body.prev != null) committed.prev = body.prev;

@@ -6,6 +6,7 @@ import { KpkError, KpkEvent, isRetryable, retryAfterMs } from "./error.js";
 import { committedFromWire, makeChange, updatePayload } from "./change.js";
 import { RoomState } from "./room-state.js";
 import { Presence } from "./presence.js";
+import { RoomTexts } from "./text.js";
 
 /** @typedef {import("./change.js").Committed} Committed */
 /** @typedef {import("./change.js").State} State */
@@ -45,6 +46,7 @@ export class Room extends EventTarget {
   #presence = new Presence();
   /** @type {Record<string, any>} */
   #meta = {};
+  #texts = new RoomTexts((change) => this.update(change));
   #debounceMs;
   #gapWaitMs;
   #retryDelayMs;
@@ -88,9 +90,23 @@ export class Room extends EventTarget {
     this.ready.catch(() => {});
   }
 
-  /** The state as this page sees it: the server's, with this page's own edits on top. */
+  /**
+   * The state as this page sees it: the server's, with this page's own edits on top; a text
+   * field bound with text() shows its document, which holds every edit received.
+   */
   get state() {
-    return this.#state.view;
+    return this.#texts.show(this.#state.view);
+  }
+
+  /**
+   * The text field `field` (a collaborative string: concurrent edits merge per character):
+   * `bind(element)` for a <textarea> or contenteditable, `ytext` (a Y.Text) for editor
+   * bindings, `toString()`. A field holding a plain string becomes a text holding it.
+   * @param {string} field
+   * @returns {import("./text.js").TextHandle}
+   */
+  text(field) {
+    return this.#texts.text(field, this.#state.view[field]);
   }
 
   /** The server revision the confirmed state is at. */
@@ -146,6 +162,7 @@ export class Room extends EventTarget {
 
   /** @param {string} field @param {JSONValue} value */
   set(field, value) {
+    if (this.#texts.set(field, value)) return; // a string set of a bound text edits it
     this.update({ set: { [field]: value } });
   }
 
@@ -161,12 +178,12 @@ export class Room extends EventTarget {
 
   /**
    * Apply a local change now; it goes out with the others of its debounce window.
-   * @param {{set?: State, unset?: string[], replace?: boolean}} change
+   * @param {{set?: State, unset?: string[], replace?: boolean, text?: {[field: string]: string}}} change
    */
   update(change) {
     if (this.#closed) throw new KpkError("closed", `room ${this.id} is closed`);
     const checked = makeChange(change);
-    if (!checked.replace && !checked.unset.length && !Object.keys(checked.set).length) return;
+    if (!checked.replace && !checked.unset.length && !Object.keys(checked.set).length && !checked.text) return;
     this.#state.edit(checked);
     if (this.#timers.debounce === null && !this.#due) {
       this.#timers.debounce = setTimeout(() => {
@@ -293,6 +310,7 @@ export class Room extends EventTarget {
         if (!current()) return;
         this.#joinedOn = connection;
         this.#presenceChanged(this.#presence.joined(ack));
+        this.#texts.tookWhole(ack);
         const { applied, needsSync } = this.#state.joined(ack.rev, ack.state, ack.tag ?? null);
         this.#changed(applied);
         if (needsSync) await this.#sync(); // recognises our changes whose acks were lost, by their ids
@@ -328,6 +346,7 @@ export class Room extends EventTarget {
         // room's any more (Redis lost data and moved on).
         const ack = await this.#link.request("sync", { room: this.id, since, ...(tag ? { tag } : {}) });
         if (ack.state && typeof ack.state === "object") {
+          this.#texts.tookWhole(ack);
           this.#changed(this.#state.reset(ack.rev, ack.state, ack.tag ?? null));
         } else {
           const applied = [];
@@ -428,6 +447,7 @@ export class Room extends EventTarget {
 
   /** @param {Committed[]} applied  changes of others just applied to the state */
   #changed(applied) {
+    for (const committed of applied) this.#texts.took(committed);
     for (const committed of applied) this.#emit("change", committed);
     this.#checkGap();
     this.#settled();

@@ -1,17 +1,31 @@
 // Copy the published browser files that kpk-io serves, at the versions package.json pins
 // (installed by `npm ci`), into the tree:
 // - socket.io-client's ES module next to kpk-io.js;
+// - Yjs (with lib0, its only dependency) as one ES module beside it, yjs.esm.min.js, bundled
+//   by esbuild: Yjs publishes no single-file browser build. kpk-io's npm package maps this
+//   file to the app's own `yjs` (a peer dependency), so a page loads one copy of Yjs;
 // - the Socket.IO Admin UI (@socket.io/admin-ui's built ui/dist) into admin/, with
 //   @mdi/font's icons beside it: its index.html loads Google Fonts and @mdi/font from CDNs,
 //   rewritten here so that every asset is served by kpk-io itself (the Roboto web font is
 //   dropped; the UI falls back to the system's sans-serif), plus kpk-admin.js, which makes
 //   the login form default to the origin that serves it.
 import { copyFileSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { buildSync } from "esbuild";
 
 const web = new URL("../", import.meta.url);
 const at = (/** @type {string} */ path) => new URL(path, web);
 
 copyFileSync(at("node_modules/socket.io-client/dist/socket.io.esm.min.js"), at("kpk-io/socket.io.esm.min.js"));
+const yjs = JSON.parse(readFileSync(at("node_modules/yjs/package.json"), "utf8")).version;
+buildSync({
+  stdin: { contents: 'export * from "yjs";', resolveDir: new URL(".", web).pathname },
+  bundle: true,
+  format: "esm",
+  minify: true,
+  legalComments: "none",
+  banner: { js: `/* Yjs v${yjs} (MIT, https://github.com/yjs/yjs) with lib0, bundled by web/scripts/vendor.js */` },
+  outfile: new URL("kpk-io/yjs.esm.min.js", web).pathname,
+});
 
 const admin = at("admin/");
 rmSync(admin, { recursive: true, force: true });
@@ -32,7 +46,7 @@ writeFileSync(at("admin/kpk-admin.js"), [
   "",
 ].join("\n"));
 writeFileSync(at("admin/index.html"), localIndex(readFileSync(at("admin/index.html"), "utf8")));
-console.log("vendored socket.io-client, the Admin UI and @mdi/font");
+console.log("vendored socket.io-client, Yjs, the Admin UI and @mdi/font");
 
 /** @param {string} html  the Admin UI's index.html as published */
 export function localIndex(html) {

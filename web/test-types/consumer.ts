@@ -17,6 +17,10 @@ export async function page(): Promise<void> {
   room.set("items", [{ text: "ship it", done: false }]);
   room.unset("draft");
   room.replace({ title: "fresh" });
+  const note = room.text("note"); // a text: concurrent edits merge per character
+  const unbind: () => void = note.bind(document.createElement("textarea"));
+  const typed: string = note.ytext.toString() + String(note);
+  unbind();
   await room.flush();
   stop();
   await room.close();

@@ -42,3 +42,20 @@ test("the vendored Admin UI and icons are the pinned versions", () => {
   const icons = readFileSync(new URL("admin/mdi/css/materialdesignicons.min.css", web), "utf8");
   assert.ok(icons.includes(`v=${pins["@mdi/font"]}`));
 });
+
+// kpk-io/yjs.esm.min.js is Yjs with lib0 bundled into one module by esbuild (npm run vendor),
+// at the version package.json pins; kpk-io's npm package maps it to the app's own yjs.
+test("the vendored Yjs is the pinned version, one module that works", async () => {
+  const pins = JSON.parse(readFileSync(new URL("package.json", web), "utf8")).devDependencies;
+  assert.match(pins.yjs, /^\d+\.\d+\.\d+$/, "an exact version");
+  assert.equal(lock.packages["node_modules/yjs"].version, pins.yjs);
+  const bundle = readFileSync(new URL("kpk-io/yjs.esm.min.js", web), "utf8");
+  assert.ok(bundle.startsWith(`/* Yjs v${pins.yjs} `));
+  assert.doesNotMatch(bundle, /\bfrom\s*"(?!\.)/, "imports nothing");
+  const Y = await import(new URL("kpk-io/yjs.esm.min.js", web).href);
+  const doc = new Y.Doc();
+  doc.getText("text").insert(0, "hi");
+  const copy = new Y.Doc();
+  Y.applyUpdate(copy, Y.encodeStateAsUpdate(doc));
+  assert.equal(copy.getText("text").toString(), "hi");
+});
