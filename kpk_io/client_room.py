@@ -158,7 +158,7 @@ class Room:
         ack = await self._link.request(
             Event.UPDATE, update_payload(self.name, change_id, change, rev)
         )
-        self._acknowledged(change_id, int(ack["rev"]), _tag_of(ack), change)
+        self._acknowledged(change_id, ack, change)
         return int(ack["rev"])
 
     async def flush(self, timeout: float = 10.0) -> None:
@@ -229,8 +229,11 @@ class Room:
                 task.cancel()
 
     def _acknowledged(
-        self, change_id: str, rev: int, tag: str | None, change: Change | None = None
+        self, change_id: str, ack: Mapping[str, JSON], change: Change | None = None
     ) -> None:
+        text = ack.get("text")  # the server's edits made of our sets of texts
+        self._texts.took(text if isinstance(text, dict) else {})
+        rev, tag = int(ack["rev"]), _tag_of(ack)
         self._applied(self._state.acknowledged(change_id, rev, tag, change=change))
         if self._state.own:  # revs before ours are missing: they should be on their way
             asyncio.get_running_loop().call_later(_GAP_WAIT, self._check_gap, self.rev)
@@ -243,7 +246,7 @@ class Room:
     def _applied(self, changes: list[RoomChange]) -> None:
         """Tell the listeners about changes of others that RoomState just applied."""
         for change in changes:
-            self._texts.took(change.change)
+            self._texts.took(change.change.text)
             for listener in list(self._listeners):
                 try:
                     listener(self, change)
@@ -271,7 +274,7 @@ class Room:
                     return
                 continue
             self._send_backoff.reset()
-            self._acknowledged(entry.id, int(ack["rev"]), _tag_of(ack))
+            self._acknowledged(entry.id, ack)
         if not self.has_unsent:
             self._idle.set()
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 import pycrdt
 
 from kpk_io.change import JSON, Change, State
-from kpk_io.text import ROOT, decode_update, encode_update
+from kpk_io.text import ROOT, decode_update, encode_update, merge_text_updates
 
 
 class RoomText:
@@ -101,8 +101,12 @@ class RoomTexts:
             if name in self._bound:
                 self._bound[name].apply(merged)
 
-    def took(self, change: Change) -> None:
-        """Merge another member's committed text edits."""
-        for name, update in change.text.items():
+    def took(self, text: Mapping[str, str]) -> None:
+        """Merge committed text edits (another member's, or the server's edit made of a set
+        of ours, from its ack); kept for fields not bound yet, so text() starts current."""
+        for name, update in text.items():
             if name in self._bound:
                 self._bound[name].apply(update)
+            else:
+                known = self._merged.get(name)
+                self._merged[name] = update if known is None else merge_text_updates(known, update)

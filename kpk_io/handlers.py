@@ -280,7 +280,10 @@ class Handlers:
             raise ProtocolError(ErrorCode.TOO_LARGE, result.message)
         if isinstance(result, Duplicate):
             return ok(room=request.room, rev=result.rev, duplicate=True, **_tag(result.tag))
-        return ok(room=request.room, rev=result.rev, **_tag(result.tag))
+        # A set of a text became an edit the sender has not seen: it gets it in the ack.
+        made = {k: v for k, v in result.change.text.items() if k not in request.change.text}
+        return ok(room=request.room, rev=result.rev, **_tag(result.tag),
+                  **({"text": made} if made else {}))
 
     async def _sync(self, sid: str, data: object) -> Ack:
         request = parse_sync(data)

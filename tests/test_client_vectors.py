@@ -25,7 +25,7 @@ def _cases(section: str) -> list[Case]:
 
 def _change(body: dict[str, Any]) -> Change:
     fields, unset = dict(body.get("set", {})), tuple(body.get("unset", []))
-    return Change(fields, unset, body.get("replace", False))
+    return Change(fields, unset, body.get("replace", False), dict(body.get("text", {})))
 
 
 def _written(change: Change | None) -> dict[str, Any] | None:
@@ -39,6 +39,8 @@ def _written(change: Change | None) -> dict[str, Any] | None:
         body["unset"] = list(change.unset)
     if change.replace:
         body["replace"] = True
+    if change.text:
+        body["text"] = dict(change.text)
     return body
 
 
@@ -72,6 +74,8 @@ def test_from_wire(case: Case) -> None:
         "unset": list(committed.change.unset),
         "replace": committed.change.replace,
     }
+    if committed.change.text:
+        read["text"] = dict(committed.change.text)
     for key in ("id", "tag", "prev"):
         if getattr(committed, key) is not None:
             read[key] = getattr(committed, key)

@@ -193,3 +193,24 @@ async def test_typing_on_two_nodes_while_the_other_restarts_converges(
         assert rooms[0].state["note"] == rooms[1].state["note"] == final
     async with members(nodes[0].url) as [reader]:
         assert (await reader.join(ROOM))["state"] == {"note": final}
+
+
+async def test_a_text_bound_late_starts_from_every_edit_received(node: KpkServer) -> None:
+    """Edits that arrive before text() is called, and the server's edit made of this
+    client's own set of a text, are in the document text() starts from."""
+    async with KpkClient(node.url) as one, KpkClient(node.url) as two:
+        writer, late = await one.join(ROOM), await two.join(ROOM)
+        typed = writer.text("note")
+        typed.insert(0, "first")
+        await writer.flush()
+        await late.wait_for(lambda state: state.get("note") == "first")
+        typed.insert(5, " second")
+        await writer.flush()
+        await late.wait_for(lambda state: state.get("note") == "first second")
+        late.set("note", "rewritten")  # not bound here: the server makes it an edit
+        await late.flush()
+        assert str(late.text("note")) == "rewritten"
+        await eventually(lambda: str(typed) == "rewritten")
+        late.text("note").insert(0, ">")
+        await late.flush()
+        await eventually(lambda: str(typed) == ">rewritten")

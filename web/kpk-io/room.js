@@ -398,6 +398,7 @@ export class Room extends EventTarget {
     entry.sentOn = connection;
     this.#link.request("update", updatePayload(this.id, entry.id, entry.change)).then(
       (ack) => {
+        this.#texts.took(ack); // the server's edits made of our sets of texts
         this.#changed(this.#state.acknowledged(entry.id, ack.rev, ack.tag ?? null));
         this.#pump();
       },

@@ -164,9 +164,16 @@ export class RoomTexts {
     }
   }
 
-  /** Merge another member's committed text edits. */
+  /**
+   * Merge committed text edits (another member's, or the server's edit made of a set of
+   * ours, from its ack); kept for fields not bound yet, so text() starts current.
+   */
   took(/** @type {{text?: {[field: string]: string}}} */ committed) {
-    for (const [name, update] of Object.entries(committed.text ?? {})) this.#bound.get(name)?.apply(update);
+    for (const [name, update] of Object.entries(committed.text ?? {})) {
+      const handle = this.#bound.get(name);
+      if (handle) handle.apply(update);
+      else this.#merged[name] = Object.hasOwn(this.#merged, name) ? mergeTextUpdates(this.#merged[name], update) : update;
+    }
   }
 }
 

@@ -12,7 +12,12 @@ import { RoomState } from "../kpk-io/room-state.js";
 const spec = JSON.parse(readFileSync(new URL("../../tests/client_vectors.json", import.meta.url), "utf8"));
 
 /** @param {any} body */
-const change = (body) => ({ set: structuredClone(body.set ?? {}), unset: [...(body.unset ?? [])], replace: body.replace ?? false });
+const change = (body) => ({
+  set: structuredClone(body.set ?? {}),
+  unset: [...(body.unset ?? [])],
+  replace: body.replace ?? false,
+  ...(body.text ? { text: { ...body.text } } : {}),
+});
 
 /** A change as the vectors write it: only what it does. @param {any} c */
 function written(c) {
@@ -22,6 +27,7 @@ function written(c) {
   if (Object.keys(c.set).length) body.set = c.set;
   if (c.unset.length) body.unset = c.unset;
   if (c.replace) body.replace = true;
+  if (c.text && Object.keys(c.text).length) body.text = c.text;
   return body;
 }
 
