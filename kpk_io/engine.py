@@ -46,6 +46,14 @@ name, fail in a task), so it is refused here and answered with an `invalid_reque
 whenever its ack id can be read. Frames that are not Engine.IO packets at all (empty, or
 not starting with a packet type) never reach this module: python-engineio drops that
 WebSocket itself, and its socket is gone at the next ping timeout.
+
+Two events that decode are refused too (`Server._handle_event`), with the connection kept:
+one on a namespace the connection has not connected to, which python-socketio drops without
+an answer, is answered `invalid_request` on that namespace (the Socket.IO protocol lets an
+ACK name any namespace; socket.io-client drops it, as it would not be waiting for one); and
+one named `*`, the name python-socketio registers its catch-all handler under, which it
+would call as that event's own handler with the arguments shifted (the first data item taken
+for the sid), is answered `unknown_event`.
 """
 
 import asyncio
@@ -65,6 +73,9 @@ from kpk_io.protocol import ErrorCode, ProtocolError
 log = logging.getLogger(__name__)
 
 NAMESPACE = "/"
+# The name under which python-socketio registers a catch-all handler; an event a client
+# names so is refused (Server._handle_event).
+CATCH_ALL = "*"
 MAX_ATTACHMENTS = 0  # per packet: the protocol has no binary data
 # The header of a Socket.IO packet: type, attachments, namespace, ack id (as python-socketio
 # reads them), for reading the ack id of a packet whose body cannot be decoded.
@@ -84,10 +95,11 @@ class RefusedPacket(ValueError):
 
     def __init__(
         self, reason: str, *, close: bool, ack_id: int | None = None,
-        namespace: str | None = None,
+        namespace: str | None = None, code: ErrorCode = ErrorCode.INVALID_REQUEST,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code
         self.close = close
         self.ack_id = ack_id
         self.namespace = namespace or NAMESPACE
@@ -170,19 +182,40 @@ class Server(socketio.AsyncServer):  # type: ignore[misc]
             else:
                 await self._answer_refused(eio_sid, refused)
 
+    async def _handle_event(
+        self, eio_sid: str, namespace: str | None, ack_id: int | None, data: list[Any]
+    ) -> None:
+        """Refuse, before python-socketio dispatches them, the events it would mishandle:
+        one on a namespace this connection is not in (python-socketio drops it without an
+        answer) and one named `*` (python-socketio would run the catch-all handler as that
+        event's own, shifting its arguments: the data would be taken for the sid)."""
+        namespace = namespace or NAMESPACE
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if sid is None or not self.manager.is_connected(sid, namespace):
+            await self._answer_refused(eio_sid, RefusedPacket(
+                f"this connection is not connected to the namespace {namespace}; "
+                "connect to / first", close=False, ack_id=ack_id, namespace=namespace))
+        elif data[0] == CATCH_ALL:
+            await self._answer_refused(eio_sid, RefusedPacket(
+                f"no such event: {CATCH_ALL}", close=False, ack_id=ack_id,
+                namespace=namespace, code=ErrorCode.UNKNOWN_EVENT))
+        else:
+            await super()._handle_event(eio_sid, namespace, ack_id, data)
+
     async def _send_packet(self, eio_sid: str, packet: sio_packet.Packet) -> None:
         if packet.packet_type == sio_packet.CONNECT_ERROR:
             packet.data = connect_error(packet.data)
         await super()._send_packet(eio_sid, packet)
 
     async def _answer_refused(self, eio_sid: str, refused: RefusedPacket) -> None:
-        """Answer a packet that keeps the connection with an `invalid_request` ack, when
+        """Answer a packet that keeps the connection with an error ack (`invalid_request`
+        unless the refusal says otherwise), when
         its ack id could be read; a packet without one gets no answer, like any event
         sent without an acknowledgement."""
         log.debug("refused a packet: %s", refused.reason)
         if refused.ack_id is None:
             return
-        ack = ProtocolError(ErrorCode.INVALID_REQUEST, refused.reason).to_ack()
+        ack = ProtocolError(refused.code, refused.reason).to_ack()
         answer = self.packet_class(
             sio_packet.ACK, namespace=refused.namespace, id=refused.ack_id, data=[ack]
         )

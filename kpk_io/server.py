@@ -11,6 +11,7 @@ from kpk_io.broadcast import Broadcaster, socketio_channel
 from kpk_io.change import CommittedChange
 from kpk_io.config import Settings
 from kpk_io.engine import (
+    CATCH_ALL,
     NAMESPACE,
     Outbox,
     RelayManager,
@@ -120,7 +121,7 @@ def build_server(
     sio.on(Event.SYNC.value, handlers.sync)
     sio.on(Event.PRESENCE.value, handlers.presence)
     sio.on(Event.SIGNAL.value, handlers.signal)
-    sio.on("*", handlers.unknown)
+    sio.on(CATCH_ALL, handlers.unknown)
     return sio, hub, handlers, roster
 
 

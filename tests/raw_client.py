@@ -5,6 +5,7 @@ names or binary headers, or drop its TCP connection with a reset mid-stream."""
 import asyncio
 import itertools
 import json
+import re
 import socket
 import struct
 from typing import Any
@@ -14,6 +15,8 @@ import aiohttp
 from tests.polling import eventually
 
 Ack = dict[str, Any]
+# An ACK packet's header: the namespace (absent for "/") and the ack id.
+_ACK_HEADER = re.compile(r"43(?:(/[^,]*),)?([0-9]+)")
 
 
 class RawClient:
@@ -24,6 +27,7 @@ class RawClient:
         self.connect_error: Any = None
         self.events: list[list[Any]] = []
         self.pings = 0
+        self.acks_by_namespace: dict[str, list[int]] = {}  # ack ids received, per namespace
         self.closed = asyncio.Event()
         self._session = aiohttp.ClientSession()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -125,7 +129,9 @@ class RawClient:
         elif text.startswith("42"):
             self.events.append(json.loads(text[2:]))
         elif text.startswith("43"):
-            digits = len(text) - len(text[2:].lstrip("0123456789"))
-            future = self._acks.pop(int(text[2:digits]), None)
+            header = _ACK_HEADER.match(text)
+            assert header is not None, text
+            self.acks_by_namespace.setdefault(header[1] or "/", []).append(int(header[2]))
+            future = self._acks.pop(int(header[2]), None)
             if future is not None and not future.done():
-                future.set_result(json.loads(text[digits:]))
+                future.set_result(json.loads(text[header.end():]))

@@ -77,7 +77,7 @@ requests = st.fixed_dictionaries(
 )
 event_names = st.one_of(
     st.sampled_from(["join", "leave", "update", "sync", "presence", "signal", "connect",
-                     "disconnect", "connect_error", "message"]),
+                     "disconnect", "connect_error", "message", "*"]),
     texts,
 )
 calls = st.tuples(event_names, st.lists(st.one_of(requests, json_values), max_size=3))
@@ -339,6 +339,9 @@ async def test_named_malformed_packets(server: KpkServer) -> None:
         ("2{id}null", "invalid_request"),
         ('2{id}["join",{{"room":"\\ud800"}}]', "invalid_room"),
         ('2{id}["nope",{{}}]', "unknown_event"),
+        ('2{id}["*",{{"a":1}}]', "unknown_event"),
+        ('2{id}["*"]', "unknown_event"),
+        ('2/nope,{id}["join",{{"room":"fuzz/ok"}}]', "invalid_request"),
         ('2{id}["join",{{"room":"fuzz/ok"}}]', None),
     ]
     raw = await RawClient(server.url).open()

@@ -2,6 +2,7 @@
 keep nothing; events named like python-socketio's own answer unknown_event and change
 nothing; a client secret that is not valid Unicode is refused at connect."""
 
+import asyncio
 import contextlib
 from pathlib import Path
 
@@ -122,3 +123,54 @@ async def test_a_client_secret_that_is_not_unicode_is_refused_at_connect(
     async with members(kpk.url) as [member]:
         await member.join(ROOM)
         assert (await member.update(ROOM, set={"a": 1}, id="x1"))["ok"]
+
+
+@pytest.mark.parametrize("args", [[{"a": 1}], [], ["OTHER_SID"], ["OTHER_SID", {"room": ROOM}]],
+                         ids=["object", "no-data", "another-sid", "another-sid-and-data"])
+async def test_an_event_named_star_answers_unknown_event_and_changes_nothing(
+    start_kpk: StartKpk, args: list[object]
+) -> None:
+    # `*` is where python-socketio keeps its catch-all handler: it must not be reachable as an
+    # event of its own (it shifted the arguments, taking the first data item for the sid).
+    kpk = start_kpk("--join-rate", "0.001", "--join-burst", "3")
+    async with members(kpk.url) as [writer]:
+        other = await RawClient(kpk.url).open()
+        client = await RawClient(kpk.url).open()
+        try:
+            await other.join(ROOM)
+            assert other.sid is not None
+            sent = [other.sid if arg == "OTHER_SID" else arg for arg in args]
+            for _ in range(5):  # more than the other connection's remaining join tokens
+                ack = await client.call("*", *sent)
+                assert (ack["ok"], ack["error"]) == (False, "unknown_event"), ack
+            assert (await other.call("sync", {"room": ROOM, "since": 0}))["ok"]
+            assert (await other.call("leave", {"room": ROOM}))["ok"]
+            await client.join(ROOM)  # its own bucket untouched too
+            ack = await writer.join(ROOM)
+            assert ack["rev"] == 0, ack
+        finally:
+            await other.close()
+            await client.close()
+    assert "Task exception" not in kpk.log()
+    assert "TypeError" not in kpk.log()
+
+
+async def test_an_event_on_an_unconnected_namespace_answers_invalid_request(
+    start_kpk: StartKpk,
+) -> None:
+    kpk = start_kpk()
+    client = await RawClient(kpk.url).open()
+    try:
+        answer = client.expect_ack(7)
+        await client.send('42/nope,7["join",{"room":"x"}]')
+        ack = (await asyncio.wait_for(answer, 10))[0]
+        assert (ack["ok"], ack["error"]) == (False, "invalid_request"), ack
+        assert "namespace" in ack["message"]
+        assert client.acks_by_namespace.get("/nope") == [7]  # answered on that namespace
+        await client.send('42/nope,["join",{"room":"x"}]')  # no ack id: no answer
+        assert (await client.call("join", {"room": ROOM}))["ok"]  # still usable, and
+        joined = await client.call("join", {"room": "x"})  # the refused join changed nothing
+        assert joined["ok"] and joined["rev"] == 0, joined
+        assert client.acks_by_namespace.get("/nope") == [7]
+    finally:
+        await client.close()
