@@ -234,7 +234,14 @@ class Server(socketio.AsyncServer):  # type: ignore[misc]
 
 
 class RelayManager(socketio.AsyncRedisManager):  # type: ignore[misc]
-    """AsyncRedisManager that skips messages for rooms with no member on this node."""
+    """AsyncRedisManager that skips messages for rooms with no member on this node, and
+    publishes to the other nodes without delivering locally (`relay`)."""
+
+    connected: bool  # python-socketio's: whether its Redis client is made
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._outage = False  # the last publish failed: said once, not once per event
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         room = message.get("room")
@@ -242,6 +249,40 @@ class RelayManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         if isinstance(room, str) and not self.rooms.get(namespace, {}).get(room):
             return
         await super()._handle_emit(message)
+
+    async def relay(self, event: str, data: object, room: str, skip_sid: str | None) -> bool:
+        """Publish `event` to the other nodes only (this node's members got it through the
+        Outbox); the message is the one AsyncPubSubManager.emit publishes. False when
+        Redis did not take it."""
+        message = {"method": "emit", "event": event, "data": [data], "binary": False,
+                   "namespace": NAMESPACE, "room": room, "skip_sid": skip_sid,
+                   "callback": None, "host_id": self.host_id}
+        return await self._publish(message)
+
+    async def _publish(self, data: dict[str, Any]) -> bool:
+        # python-socketio's own logs an ERROR line for every event while Redis is away.
+        # Retried once for a pooled connection that died (a restarted Redis), but not during
+        # a known outage: each try waits out the socket timeout.
+        failure: Exception | None = None
+        for _ in range(1 if self._outage else 2):
+            try:
+                if not self.connected:
+                    self._redis_connect()
+                await self.redis.publish(self.channel, self.json.dumps(data))
+            except Exception as exc:
+                self.connected = False
+                failure = exc
+                continue
+            if self._outage:
+                log.warning("publishing presence and signals to Redis works again")
+                self._outage = False
+            return True
+        if not self._outage:
+            log.warning("cannot publish presence and signals to Redis (%s); other nodes miss "
+                        "them until it answers (counted in kpk_io_relay_dropped_total)",
+                        failure)
+            self._outage = True
+        return False
 
 
 def connect_error(data: object) -> dict[str, Any]:

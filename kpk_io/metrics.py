@@ -96,8 +96,8 @@ class Metrics:
         registry.register(self._gaps_filled)
         self._relay_dropped = _CounterReading(
             "kpk_io_relay_dropped",
-            "Presence events and signals this process never relayed: its relay queue was "
-            "full, or a signal waited longer than 2 s (Redis stalled)",
+            "Presence events and signals this process never relayed to other nodes: its "
+            "relay queue was full, a signal waited longer than 2 s, or Redis did not take it",
         )
         registry.register(self._relay_dropped)
         self.presence_members = Gauge(

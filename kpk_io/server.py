@@ -5,6 +5,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from kpk_io.access import AccessControl
 from kpk_io.broadcast import Broadcaster, socketio_channel
@@ -74,8 +76,10 @@ def client_manager(settings: Settings) -> socketio.AsyncManager:
     if settings.redis_url is None:
         return socketio.AsyncManager()
     # A publish that Redis does not answer fails after this (pub/sub reads block as they
-    # should: redis-py ignores socket_timeout for them).
-    options = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+    # should: redis-py ignores socket_timeout for them), once: redis-py's own retries would
+    # make it wait several timeouts (RelayManager retries a lost connection itself).
+    options = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0,
+               "retry": Retry(NoBackoff(), 0)}
     return RelayManager(
         settings.redis_url, channel=socketio_channel(settings.key_prefix), redis_options=options
     )
@@ -107,7 +111,8 @@ def build_server(
             await drop_transport(sio, eio_sid)
 
     access = AccessControl(verifier, expire)
-    broadcaster = Broadcaster(sio)
+    relay = sio.manager if isinstance(sio.manager, RelayManager) else None
+    broadcaster = Broadcaster(Outbox(sio), relay)
     roster = Roster(presence, broadcaster, settings.presence_ttl)
     metrics.track_relay_dropped(lambda: broadcaster.dropped)
     metrics.track_presence_members(lambda: roster.member_count)
