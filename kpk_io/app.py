@@ -69,8 +69,12 @@ def create_presence(settings: Settings) -> PresenceStore:
                          ttl=settings.presence_ttl)
 
 
-def create_app(settings: Settings, *, store: StateStore | None = None) -> web.Application:
-    """The whole node, on `store` (by default the one `settings` name: Redis or memory).
+def create_app(
+    settings: Settings, *, store: StateStore | None = None,
+    presence: PresenceStore | None = None,
+) -> web.Application:
+    """The whole node, on `store` and `presence` (by default the ones `settings` name:
+    Redis or memory).
     Raises ConfigError for a JWT public key that cannot be used."""
     # The HTTP API's bodies are bounded like Socket.IO messages (413 past that).
     app = web.Application(client_max_size=settings.max_payload)
@@ -78,7 +82,8 @@ def create_app(settings: Settings, *, store: StateStore | None = None) -> web.Ap
     store = create_store(settings) if store is None else store
     metrics = Metrics()
     sio, hub, handlers, roster = build_server(
-        settings, store, create_presence(settings), metrics, verifier
+        settings, store, create_presence(settings) if presence is None else presence, metrics,
+        verifier,
     )
     store.set_listener(hub)  # the store's feed of commits goes to this node's hub
     sio.attach(app)

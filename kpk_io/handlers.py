@@ -238,11 +238,17 @@ class Handlers:
         if joined >= self._max_rooms and not self._hub.is_member(sid, room):
             message = f"a connection may join at most {self._max_rooms} rooms; leave one first"
             raise ProtocolError(ErrorCode.TOO_MANY_ROOMS, message)
+        was_member = self._hub.is_member(sid, room)
         snapshot = await self._hub.join(sid, room)
         if sid not in self._connections:  # closed while joining: nobody will leave for it
             await self._hub.leave(sid, room)
             raise ProtocolError(ErrorCode.UNAVAILABLE, "the connection is closing")
-        presence = await self._roster.join(sid, room, self._access.by(sid), meta)
+        try:
+            presence = await self._roster.join(sid, room, self._access.by(sid), meta)
+        except BaseException:
+            if not was_member:  # a refused join changes nothing: no updates, no room counted
+                await self._hub.leave(sid, room)
+            raise
         if presence is None:
             raise ProtocolError(ErrorCode.UNAVAILABLE, "the connection is closing")
         member, members = presence
