@@ -4,7 +4,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from kpk_io import __version__
@@ -80,9 +80,19 @@ def _patterns(text: str) -> list[str]:
     return [pattern.strip() for pattern in text.split(",") if pattern.strip()]
 
 
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """uvloop's when it is installed (the `speed` extra; the Docker image has it), else
+    asyncio's."""
+    try:
+        import uvloop  # noqa: PLC0415 (optional)
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
+
+
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_json)
     try:
-        asyncio.run(run(settings))
+        _event_loop_runner()(run(settings))
     except (ConfigError, ListenError) as exc:
         sys.exit(f"kpk-io: bad setting: {exc}")

@@ -44,6 +44,9 @@ class Settings:
     # Engine.IO heartbeat: a client that answers no ping within ping_timeout is closed.
     ping_interval: float = 25.0
     ping_timeout: float = 20.0
+    # Speed and memory (docs/performance.md).
+    ws_compression: int = 0  # bytes above which a WebSocket message is compressed; 0 = never
+    max_buffered_bytes: int = 1024 * 1024  # per connection, before its rooms catch up later
     # Retention and history bounds (reliability).
     room_ttl: int = 0  # days without a change or a join before a room expires; 0 = never
     history_bytes: int = DEFAULT_HISTORY_BYTES
@@ -95,6 +98,13 @@ def _int_between(low: int, high: int) -> Callable[[object], int]:
         return number
 
     return parse
+
+
+def _compression(value: object) -> int:
+    """`off` (or 0): no permessage-deflate; N: compress WebSocket messages above N bytes."""
+    if value in ("off", "false", False):
+        return 0
+    return _int_between(0, 1 << 30)(value)
 
 
 def _rate(value: object) -> float:
@@ -235,6 +245,8 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "access_log": _bool,
     "shutdown_timeout": _seconds,
     "ping_interval": _seconds,
+    "ws_compression": _compression,
+    "max_buffered_bytes": _int_between(16 * 1024, 1 << 30),
     "ping_timeout": _seconds,
     "room_ttl": _int_between(0, 36_500),
     "history_bytes": _int_between(1024, 1 << 40),
@@ -278,6 +290,10 @@ HELP: dict[str, str] = {
     "access_log": "log every HTTP request",
     "shutdown_timeout": "seconds to drain on SIGTERM (default 10)",
     "ping_interval": "seconds between Engine.IO pings to each client (default 25)",
+    "ws_compression": "WebSocket permessage-deflate: off (default) or the bytes above which a "
+    "message is compressed",
+    "max_buffered_bytes": "bytes waiting to be sent to one connection past which its rooms' "
+    "changes are held back and replaced by one catch-up of the whole state (default 1 MiB)",
     "ping_timeout": "seconds a client has to answer a ping before it is closed (default 20)",
     "room_ttl": "days after which a room with no change and no join expires (default 0 = never)",
     "history_bytes": "bytes of changes kept per room for sync (default 8 MiB)",

@@ -16,8 +16,8 @@ anything this module relies on:
 - `socketio.AsyncServer._send_packet(eio_sid, packet)`, through which every packet to a
   client goes, CONNECT_ERROR included.
 
-Delivery (`Outbox`). A Socket.IO emit awaits engineio's `AsyncSocket.send`, which first runs
-`check_ping_timeout`: for a client whose pong is overdue that closes the socket and runs the
+Delivery (`Outbox`), never awaiting a send. A Socket.IO emit awaits engineio's
+`AsyncSocket.send`, which first runs `check_ping_timeout`: for a client whose pong is overdue that closes the socket and runs the
 server's disconnect handler inline, inside the emit. A caller holding a turn that the
 disconnect handler needs (a room's hub lane: the handler leaves the rooms) would wait on
 itself. So the outbox never awaits a send: it encodes the event once and puts the same
@@ -57,17 +57,21 @@ for the sid), is answered `unknown_event`.
 """
 
 import asyncio
-import json
 import logging
 import re
+import struct
 from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
 import socketio
+from aiohttp import WSMsgType, web
 from engineio import packet as eio_packet
+from engineio.async_drivers import aiohttp as eio_aiohttp
+from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
 
+from kpk_io import json_codec
 from kpk_io.protocol import ErrorCode, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -76,6 +80,8 @@ NAMESPACE = "/"
 # The name under which python-socketio registers a catch-all handler; an event a client
 # names so is refused (Server._handle_event).
 CATCH_ALL = "*"
+_DRAIN_CHECK = 0.25  # seconds between checks of the members held back past the cap
+_DRAINED = 64 * 1024  # bytes buffered at most for a held member to count as drained
 MAX_ATTACHMENTS = 0  # per packet: the protocol has no binary data
 # The header of a Socket.IO packet: type, attachments, namespace, ack id (as python-socketio
 # reads them), for reading the ack id of a packet whose body cannot be decoded.
@@ -105,27 +111,10 @@ class RefusedPacket(ValueError):
         self.namespace = namespace or NAMESPACE
 
 
-class _StrictJson:
-    """The JSON codec of StrictPacket: what python-socketio's does, but NaN and Infinity,
-    which are not JSON, are refused."""
-
-    @staticmethod
-    def loads(text: str) -> Any:
-        return json.loads(text, parse_constant=_not_json)
-
-    @staticmethod
-    def dumps(value: Any, **options: Any) -> str:
-        return json.dumps(value, **options)
-
-
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
-
-
 class StrictPacket(sio_packet.Packet):  # type: ignore[misc]
     """python-socketio's packet, decoding only what kpk-io's protocol can carry."""
 
-    json = _StrictJson
+    json = json_codec  # orjson when installed; refuses NaN and Infinity, which are not JSON
 
     def __init__(self, *args: Any, encoded_packet: str | bytes | None = None, **kw: Any) -> None:
         # python-socketio decodes only a non-empty packet, and takes an empty one for an
@@ -168,8 +157,11 @@ class Server(socketio.AsyncServer):  # type: ignore[misc]
     """python-socketio's AsyncServer with StrictPacket, closing connections that send a
     packet it refuses."""
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(serializer=StrictPacket, **options)
+    def __init__(self, *, ws_compression: int = 0, **options: Any) -> None:
+        super().__init__(serializer=StrictPacket, json=json_codec, **options)
+        # engineio looks its WebSocket driver up in this per-server map at every upgrade.
+        driver = type("WebSocket", (WebSocketDriver,), {"compress_above": ws_compression})
+        self.eio._async = {**self.eio._async, "websocket": driver}
 
     async def _handle_eio_message(self, eio_sid: str, data: str | bytes) -> None:
         try:
@@ -231,6 +223,43 @@ class Server(socketio.AsyncServer):  # type: ignore[misc]
         if socket is not None:
             await socket.close(wait=False, abort=False)  # an Engine.IO CLOSE packet
             socket.queue.put_nowait(None)
+
+
+class WebSocketDriver(eio_aiohttp.WebSocket):  # type: ignore[misc]
+    """python-engineio's aiohttp WebSocket driver, with kpk-io's compression setting, and
+    remembering each socket's aiohttp response (`_kpk_ws`) for the Outbox's direct writes.
+
+    aiohttp negotiates permessage-deflate by default and engineio's driver does not turn it
+    off: every message was compressed once per recipient, and each connection held a zlib
+    context. `compress_above` 0 negotiates none; N > 0 negotiates it and compresses only
+    messages longer than N (shorter ones go out as plain frames, as RFC 7692 allows)."""
+
+    compress_above = 0
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        # As engineio's own __call__, with compress= chosen here.
+        self._sock = web.WebSocketResponse(
+            max_msg_size=self.server.max_http_buffer_size, compress=self.compress_above > 0
+        )
+        await self._sock.prepare(environ["aiohttp.request"])
+        self.environ = environ
+        socket = getattr(self.handler, "__self__", None)
+        if isinstance(socket, AsyncSocket):
+            socket._kpk_ws = self
+        await self.handler(self)
+        return self._sock
+
+    async def send(self, message: str | bytes) -> None:
+        if isinstance(message, str) and len(message) <= self.compress_above:
+            writer: Any = self._sock._writer
+            writer._write_websocket_frame(message.encode(), WSMsgType.TEXT, 0)
+            # aiohttp's own flow control after a frame (WebSocketWriter.send_frame).
+            if writer._output_size > writer._limit:
+                writer._output_size = 0
+                if writer.protocol._paused:
+                    await writer.protocol._drain_helper()
+            return
+        await super().send(message)
 
 
 class RelayManager(socketio.AsyncRedisManager):  # type: ignore[misc]
@@ -304,13 +333,23 @@ def connect_error(data: object) -> dict[str, Any]:
 class Outbox:
     """Hands events to this node's sockets without ever awaiting a send."""
 
-    def __init__(self, sio: socketio.AsyncServer) -> None:
+    def __init__(
+        self, sio: socketio.AsyncServer, max_buffered: int = 1 << 20,
+        on_drained: Callable[[str, str], None] | None = None,
+    ) -> None:
         self._sio = sio
         self._fallbacks: set[asyncio.Task[None]] = set()
+        self.direct = 0  # deliveries written straight to a WebSocket transport (a metric)
+        self.held_back = 0  # deliveries not sent to a member past the cap (a metric)
+        self._max_buffered = max_buffered
+        self._on_drained = on_drained
+        self._held: dict[tuple[str, str], str] = {}  # (sid, room) -> eio_sid, past the cap
+        self._catching_up: set[tuple[str, str]] = set()  # held, drained, catch-up on its way
+        self._watch: asyncio.TimerHandle | None = None
 
     def post(self, event: str, data: object, room: str, skip_sid: str | None = None) -> int:
-        """Queue `event` for every local member of `room` except `skip_sid`; return how many
-        it was queued for. Never awaits, so it never runs a disconnect handler."""
+        """Send `event` to every local member of `room` except `skip_sid`; return how many
+        it was sent to. Never awaits, so it never runs a disconnect handler."""
         recipients = [
             (sid, eio_sid)
             for sid, eio_sid in self._sio.manager.get_participants(NAMESPACE, room)
@@ -325,16 +364,88 @@ class Outbox:
             for sid, _ in recipients:
                 self._in_background(partial(emit, to=sid))
             return len(recipients)
-        message = eio_packet.Packet(eio_packet.MESSAGE, data=encoded)
+        message = _Message(encoded)
         for sid, eio_sid in recipients:
+            if (sid, room) in self._held:
+                self.held_back += 1
+                continue
             try:
-                queued = _enqueue(self._sio, eio_sid, message)
+                sent = self._send(eio_sid, message, (sid, room))
             except Exception:  # one recipient's trouble must not cost the others the event
                 log.exception("queueing an event failed; sending it the public way")
-                queued = False
-            if not queued:
+                sent = False
+            if not sent:
                 self._in_background(partial(emit, to=sid))
         return len(recipients)
+
+    def send_to(self, sid: str, event: str, data: object, room: str) -> None:
+        """Send `event` to `sid` alone whatever it has buffered, and deliver `room` to it
+        again from here on (the catch-up of a member that was past the cap)."""
+        self.release(sid, room)
+        eio_sid = self._sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+        encoded = self._sio.packet_class(
+            sio_packet.EVENT, namespace=NAMESPACE, data=[event, data]
+        ).encode()
+        if eio_sid is None or not isinstance(encoded, str) or not self._send(
+            eio_sid, _Message(encoded), None
+        ):
+            self._in_background(partial(self._sio.emit, event, data, to=sid,
+                                        ignore_queue=True))
+
+    def release(self, sid: str, room: str) -> None:
+        """Deliver `room` to `sid` again (it left the room, or got its catch-up)."""
+        self._held.pop((sid, room), None)
+        self._catching_up.discard((sid, room))
+
+    def _send(self, eio_sid: str, message: "_Message", capped: tuple[str, str] | None) -> bool:
+        """Write `message` to the socket's WebSocket at once when its writer is idle, else
+        put it on the socket's send queue; False when neither is possible here. With
+        `capped` (sid, room), a socket past the cap gets nothing more of that room until
+        it has drained (then `on_drained` sends it the room's whole state)."""
+        sockets = getattr(self._sio.eio, "sockets", None)
+        if not isinstance(sockets, dict):
+            return False
+        socket = sockets.get(eio_sid)
+        if socket is None or socket.closing or socket.closed:
+            return True  # gone or going away: its disconnect handler runs elsewhere
+        queue = getattr(socket, "queue", None)
+        if not isinstance(queue, asyncio.Queue) or queue.maxsize != 0:
+            return False
+        if capped is not None and _buffered(socket, queue) > self._max_buffered:
+            self._hold(capped, eio_sid)
+            return True
+        transport = _idle_transport(socket, queue, len(message.text))
+        if transport is not None:
+            transport.write(message.frame)
+            self.direct += 1
+        else:
+            queue.put_nowait(message.packet)
+        return True
+
+    def _hold(self, member: tuple[str, str], eio_sid: str) -> None:
+        log.warning("a member of %r reads slower than the room changes: holding its changes "
+                    "back until it has read what is buffered", member[1])
+        self._held[member] = eio_sid
+        self.held_back += 1
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().call_later(_DRAIN_CHECK, self._check)
+
+    def _check(self) -> None:
+        """Every held member whose connection has drained gets its catch-up; one that is
+        gone is forgotten."""
+        self._watch = None
+        sockets = self._sio.eio.sockets
+        for member, eio_sid in list(self._held.items()):
+            socket = sockets.get(eio_sid)
+            if socket is None or socket.closing or socket.closed:
+                self.release(*member)
+            elif member in self._catching_up or self._on_drained is None:
+                continue
+            elif _buffered(socket, socket.queue) <= _DRAINED:
+                self._catching_up.add(member)
+                self._on_drained(*member)  # which ends with send_to or release
+        if self._held:
+            self._watch = asyncio.get_running_loop().call_later(_DRAIN_CHECK, self._check)
 
     def _in_background(self, send: Callable[[], Coroutine[Any, Any, None]]) -> None:
         # Tasks start in creation order, so one connection's fallback sends keep their order.
@@ -343,19 +454,70 @@ class Outbox:
         task.add_done_callback(self._fallbacks.discard)
 
 
-def _enqueue(sio: socketio.AsyncServer, eio_sid: str, message: eio_packet.Packet) -> bool:
-    """Put `message` on the socket's own send queue; False when that is not possible here."""
-    sockets = getattr(sio.eio, "sockets", None)
-    if not isinstance(sockets, dict):
-        return False
-    socket = sockets.get(eio_sid)
-    if socket is None or socket.closing or socket.closed:
-        return True  # gone or going away: its disconnect handler runs elsewhere
-    queue = getattr(socket, "queue", None)
-    if not isinstance(queue, asyncio.Queue) or queue.maxsize != 0:
-        return False
-    queue.put_nowait(message)
-    return True
+def _buffered(socket: Any, queue: asyncio.Queue[Any]) -> int:
+    """Bytes waiting to be sent to the socket: in its send queue, and in its WebSocket
+    transport's buffer (the kernel's socket buffer, bounded by the kernel, not counted)."""
+    queued = sum(
+        len(packet.data) for packet in getattr(queue, "_queue", ())
+        if packet is not None and isinstance(packet.data, str | bytes)
+    ) if queue.qsize() else 0
+    driver = getattr(socket, "_kpk_ws", None)
+    writer = getattr(getattr(driver, "_sock", None), "_writer", None)
+    transport = getattr(writer, "transport", None)
+    return queued + (transport.get_write_buffer_size() if transport is not None else 0)
+
+
+class _Message:
+    """One event, encoded once for all its recipients: the Engine.IO packet for send queues,
+    and its WebSocket frame (built on first use) for direct writes."""
+
+    def __init__(self, encoded: str) -> None:
+        self.packet = eio_packet.Packet(eio_packet.MESSAGE, data=encoded)
+        self.text: str = self.packet.encode()
+        self._frame: bytes | None = None
+
+    @property
+    def frame(self) -> bytes:
+        if self._frame is None:
+            self._frame = _text_frame(self.text.encode())
+        return self._frame
+
+
+def _text_frame(payload: bytes) -> bytes:
+    """An unmasked, uncompressed, final WebSocket text frame (RFC 6455 5.2), as a server
+    sends it."""
+    size = len(payload)
+    if size < 126:
+        return struct.pack("!BB", 0x81, size) + payload
+    if size < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
+
+
+def _idle_transport(socket: Any, queue: asyncio.Queue[Any], size: int) -> Any:
+    """The socket's WebSocket transport when a frame written to it now keeps the socket's
+    packet order, else None (the caller queues instead).
+
+    That is so only when the socket's WebSocket writer is parked on its empty queue: a
+    waiting getter means it has written every packet it took (it takes a batch, writes it,
+    then waits again), and none is queued. A polling or upgrading socket, one whose writer
+    is busy or waits for the transport to drain, and a message the socket compresses all go
+    through the queue."""
+    driver = getattr(socket, "_kpk_ws", None)
+    if driver is None or not socket.upgraded or socket.upgrading or queue.qsize():
+        return None
+    if not any(not waiter.done() for waiter in getattr(queue, "_getters", ())):
+        return None
+    response = driver._sock
+    writer = getattr(response, "_writer", None)
+    if writer is None or writer.protocol._paused:
+        return None
+    if response.compress and size > driver.compress_above:
+        return None
+    transport = writer.transport
+    if transport is None or transport.is_closing():
+        return None
+    return transport
 
 
 def slow_consumers(sio: socketio.AsyncServer, more_than: int) -> int:

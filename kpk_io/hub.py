@@ -35,6 +35,7 @@ import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from kpk_io.change import Change, CommittedChange, Snapshot
@@ -61,6 +62,13 @@ class Members(Protocol):
 
     async def resync(self, room: str) -> None:
         """Make the room's local members join again: their copy is ahead of the store."""
+
+    def send_whole(self, sid: str, committed: CommittedChange) -> None:
+        """Queue the room's whole state (a replacing change) for `sid` alone, and deliver
+        the room to it again from here on, without waiting on it."""
+
+    def release(self, sid: str, room: str) -> None:
+        """Deliver the room to `sid` again without a catch-up (it is no longer a member)."""
 
 
 @dataclass
@@ -158,6 +166,30 @@ class Hub:
         lane = self._lanes.get(committed.room)
         if lane is not None:
             lane.ops.put_nowait(lambda lane: self._advance(lane, committed))
+
+    def catch_up_member(self, sid: str, room: str) -> None:
+        """A member whose deliveries were held back (its connection had more buffered than
+        the cap) has read what was buffered: it gets the room's whole state, in the lane's
+        order, so every later change follows it."""
+        lane = self._lanes.get(room)
+        if lane is None:
+            self._members.release(sid, room)
+        else:
+            lane.ops.put_nowait(partial(self._send_whole, sid=sid))
+
+    async def _send_whole(self, lane: _Lane, sid: str) -> None:
+        if sid not in lane.members:
+            self._members.release(sid, lane.room)
+            return
+        try:
+            whole = await self._store.snapshot(lane.room)
+        except StoreUnavailable as exc:
+            log.error("cannot catch a member up (%s); retrying", exc)
+            loop = asyncio.get_running_loop()
+            loop.call_later(_RETRY_DELAY, lane.ops.put_nowait, partial(self._send_whole, sid=sid))
+            return
+        state = Change(whole.state, (), replace=True)
+        self._members.send_whole(sid, CommittedChange(lane.room, whole.rev, state, tag=whole.tag))
 
     def on_feed_restored(self) -> None:
         for lane in self._lanes.values():

@@ -27,7 +27,7 @@ from kpk_io.identity import TokenVerifier
 from kpk_io.metrics import SLOW_CONSUMER_PACKETS, Metrics
 from kpk_io.presence import PresenceStore
 from kpk_io.protocol import Event
-from kpk_io.rooms import sio_room
+from kpk_io.rooms import room_of_sio_room, sio_room
 from kpk_io.roster import Roster
 from kpk_io.store.base import StateStore
 
@@ -37,10 +37,18 @@ log = logging.getLogger(__name__)
 class SocketMembers:
     """The hub's view of this process's sockets."""
 
-    def __init__(self, sio: Server, metrics: Metrics) -> None:
+    def __init__(self, sio: Server, metrics: Metrics, max_buffered: int) -> None:
         self._sio = sio
-        self._outbox = Outbox(sio)
+        self._outbox = Outbox(sio, max_buffered, self._drained)
         self._metrics = metrics
+        self.on_drained: Callable[[str, str], None] | None = None  # the hub's catch_up_member
+
+    def _drained(self, sid: str, name: str) -> None:
+        room = room_of_sio_room(name)
+        if self.on_drained is not None and room is not None:
+            self.on_drained(sid, room)
+        else:
+            self._outbox.release(sid, name)
 
     async def enter(self, sid: str, room: str) -> None:
         if self._sio.manager.is_connected(sid, NAMESPACE):  # else it is closing: the joiner
@@ -50,6 +58,7 @@ class SocketMembers:
         # With AsyncRedisManager, leaving a room for a sid that is not (or no longer)
         # connected here is published to the other nodes: never from a lane. python-socketio
         # clears a closed connection's rooms itself.
+        self._outbox.release(sid, sio_room(room))
         if self._sio.manager.is_connected(sid, NAMESPACE):
             await self._sio.leave_room(sid, sio_room(room))
 
@@ -64,6 +73,13 @@ class SocketMembers:
             skip_sid=committed.origin,
         )
         self._metrics.deliveries.inc(recipients)
+
+    def send_whole(self, sid: str, committed: CommittedChange) -> None:
+        self._outbox.send_to(sid, Event.UPDATE.value, committed.to_wire(), sio_room(committed.room))
+        self._metrics.deliveries.inc()
+
+    def release(self, sid: str, room: str) -> None:
+        self._outbox.release(sid, sio_room(room))
 
 
 def client_manager(settings: Settings) -> socketio.AsyncManager:
@@ -90,6 +106,7 @@ def build_server(
     verifier: TokenVerifier | None,
 ) -> tuple[Server, Hub, Handlers, Roster]:
     sio = Server(
+        ws_compression=settings.ws_compression,
         client_manager=client_manager(settings),
         async_mode="aiohttp",
         cors_allowed_origins=list(settings.cors_origins) or None,
@@ -100,7 +117,9 @@ def build_server(
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
     )
-    hub = Hub(store, SocketMembers(sio, metrics))
+    sockets = SocketMembers(sio, metrics, settings.max_buffered_bytes)
+    hub = Hub(store, sockets)
+    sockets.on_drained = hub.catch_up_member
     metrics.track_rooms(lambda: hub.room_count)
     metrics.track_gaps_filled(lambda: hub.catch_ups)
     metrics.track_slow_consumers(lambda: slow_consumers(sio, SLOW_CONSUMER_PACKETS))

@@ -88,6 +88,14 @@ class RawClient:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         transport.abort()
 
+    def pause_reading(self) -> None:
+        """Stop reading the socket, as a stalled client does: the server's writes pile up
+        in the kernel's buffers, then in the server."""
+        self._transport().pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport().resume_reading()
+
     def _transport(self) -> asyncio.Transport:
         assert self._ws is not None
         connection = self._ws._response.connection

@@ -12,7 +12,10 @@ from typing import Any
 import pytest
 import socketio
 from aiohttp import web
+from aiohttp._websocket.writer import WebSocketWriter
 from engineio import packet as eio_packet
+from engineio.async_drivers import aiohttp as eio_aiohttp
+from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
 from socketio.async_pubsub_manager import AsyncPubSubManager
 
@@ -23,6 +26,7 @@ from kpk_io.engine import (
     RelayManager,
     Server,
     StrictPacket,
+    WebSocketDriver,
     drop_transport,
 )
 from tests.polling import eventually
@@ -68,9 +72,10 @@ def test_the_server_decodes_with_strict_packets_through_the_overridden_handler()
 
 
 @asynccontextmanager
-async def serving() -> AsyncIterator[tuple[Server, str]]:
+async def serving(compression: int = 0) -> AsyncIterator[tuple[Server, str]]:
     # Short pings: a long-poll pending at the end is answered within seconds, not 45.
-    sio = Server(async_mode="aiohttp", ping_interval=1, ping_timeout=2)
+    sio = Server(async_mode="aiohttp", ping_interval=1, ping_timeout=2,
+                 ws_compression=compression)
 
     async def join(sid: str, data: object) -> bool:
         await sio.enter_room(sid, ROOM)
@@ -180,3 +185,54 @@ def test_the_relay_managers_hook_is_still_python_socketios() -> None:
     assert list(inspect.signature(hook).parameters) == ["self", "message"]
     manager = RelayManager("redis://127.0.0.1:1/0", write_only=True)
     assert manager.rooms == {}
+
+
+def test_the_websocket_driver_is_engineios_with_the_internals_it_uses() -> None:
+    """Server swaps engineio's aiohttp WebSocket driver for WebSocketDriver, which repeats
+    its __call__ (WebSocketResponse, prepare, handler) with compress= chosen; the Outbox's
+    direct writes use aiohttp's WebSocketWriter (transport, protocol._paused, _limit,
+    _output_size, _write_websocket_frame) and asyncio.Queue's _getters."""
+    sio = Server(async_mode="aiohttp", ws_compression=100)
+    driver = sio.eio._async["websocket"]
+    assert issubclass(driver, WebSocketDriver) and driver.compress_above == 100
+    assert issubclass(driver, eio_aiohttp.WebSocket)
+    assert list(inspect.signature(eio_aiohttp.WebSocket.__init__).parameters) == [
+        "self", "handler", "server"]
+    source = inspect.getsource(eio_aiohttp.WebSocket.__call__)
+    assert "WebSocketResponse(" in source and "self.handler(self)" in source
+    assert "compress" in inspect.signature(web.WebSocketResponse).parameters
+    for name in ("_write_websocket_frame", "send_frame"):
+        assert callable(getattr(WebSocketWriter, name))
+    assert "self._output_size > self._limit" in inspect.getsource(WebSocketWriter.send_frame)
+    assert hasattr(asyncio.Queue(), "_getters")
+    assert "ws.send(pkt.encode())" in inspect.getsource(AsyncSocket._websocket_handler)
+
+
+@pytest.mark.parametrize("compression", [0, 64])
+async def test_broadcasts_to_idle_websockets_are_written_directly_in_order(
+    compression: int,
+) -> None:
+    async with serving(compression) as (sio, url), client(url, "websocket") as (_, received):
+        [socket] = sio.eio.sockets.values()
+        # python-socketio's client offers no permessage-deflate; with it off, none is taken.
+        assert not compression or not socket._kpk_ws._sock.compress
+        outbox = Outbox(sio)
+        sizes = [1, 120, 200, 70_000, 3]  # frames of every length encoding, some compressed
+        for number, size in enumerate(sizes):
+            outbox.post("e", [number, "x" * size], ROOM)
+            if number == 2:
+                await sio.emit("e", "public", room=ROOM)
+            await asyncio.sleep(0)
+        await eventually(lambda: len(received) == 6, 10, "six events")
+        assert [r if isinstance(r, str) else (r[0], len(r[1])) for r in received] == [
+            (0, 1), (1, 120), (2, 200), "public", (3, 70_000), (4, 3)]
+        assert outbox.direct >= 1
+
+
+async def test_polling_clients_get_broadcasts_through_their_queue() -> None:
+    async with serving() as (sio, url), client(url, "polling") as (_, received):
+        outbox = Outbox(sio)
+        for number in range(3):
+            outbox.post("e", number, ROOM)
+        await eventually(lambda: received == [0, 1, 2], 10, "three events")
+        assert outbox.direct == 0

@@ -37,6 +37,12 @@ class Sockets:
     async def resync(self, room: str) -> None:
         self.resyncs.append(room)
 
+    def send_whole(self, sid: str, committed: CommittedChange) -> None:
+        self.log.append(("whole", (sid, committed)))
+
+    def release(self, sid: str, room: str) -> None:
+        self.log.append(("release", sid))
+
     @property
     def delivered(self) -> list[CommittedChange]:
         return [item for kind, item in self.log if isinstance(item, CommittedChange)]

@@ -1,12 +1,13 @@
 // The benchmark suite's load generator: socket.io-client connections in this process, driven
 // by the Python orchestrator (benchmarks/suite) over stdin/stdout, one JSON object a line.
-//   node load.js '<plan JSON>'
+//   node load.js PLAN_FILE (JSON)
 // plan: {clients: [{url, room, write, slow}], updates, rate, window, connectRate}
 // stdin commands: go, pause, resume, report, exit. stdout: ready, progress, sent, result.
+import fs from "node:fs";
 import readline from "node:readline";
 import { io } from "socket.io-client";
 
-const plan = JSON.parse(process.argv[2]);
+const plan = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
 const now = () => performance.timeOrigin + performance.now();
 const say = (event, body = {}) => process.stdout.write(JSON.stringify({ event, ...body }) + "\n");
 const LOG_STEP = Math.log(1.01); // latency histogram: buckets 1% wide
@@ -16,7 +17,15 @@ let maxLatency = 0;
 let commits = 0;
 let errors = 0;
 const clients = [];
-const PAD = "x".repeat(plan.pad || 0);
+// Random text, so that a compressing server cannot shrink what a slow reader is sent.
+const PADS = Array.from({ length: 64 }, () => Array.from({ length: plan.pad || 0 },
+  () => String.fromCharCode(33 + Math.floor(Math.random() * 90))).join(""));
+
+const errorCodes = {};
+function failed(code) {
+  errors += 1;
+  errorCodes[code] = (errorCodes[code] || 0) + 1;
+}
 
 function record(latencyMs) {
   const bucket = Math.floor(Math.log1p(Math.max(0, latencyMs) * 1000) / LOG_STEP);
@@ -70,10 +79,10 @@ async function write(client, start) {
       await new Promise((r) => setTimeout(r, Math.max(0, Math.min(due - now(), 5))));
     }
     outstanding += 1;
-    const set = plan.pad ? { seq, t: now(), pad: PAD } : { seq, t: now() };
+    const set = plan.pad ? { seq, t: now(), pad: PADS[seq % 64] } : { seq, t: now() };
     client.socket.timeout(30000).emitWithAck("update", { room: client.spec.room, set })
-      .then((ack) => { if (ack && ack.ok) commits += 1; else errors += 1; })
-      .catch(() => { errors += 1; })
+      .then((ack) => { if (ack && ack.ok) commits += 1; else failed(ack && ack.error); })
+      .catch(() => failed("timeout"))
       .finally(() => { outstanding -= 1; });
   }
   while (outstanding > 0) await new Promise((r) => setTimeout(r, 5));
@@ -98,7 +107,7 @@ const commands = {
   pause: () => clients.filter((c) => c.spec.slow).forEach((c) => tcp(c).pause()),
   resume: () => clients.filter((c) => c.spec.slow).forEach((c) => tcp(c).resume()),
   report: () => say("result", {
-    received, commits, errors, maxLatency, histogram: Object.fromEntries(histogram),
+    received, commits, errors, errorCodes, maxLatency, histogram: Object.fromEntries(histogram),
     connected: clients.filter((c) => c.socket.connected).length,
     slow: clients.filter((c) => c.spec.slow).map((c) => ({ seq: c.seq, received: c.received, connected: c.socket.connected })),
   }),

@@ -43,10 +43,14 @@ async def main(scenarios: list[Scenario], out: Path, tiny: bool) -> list[dict[st
                                "load": scenario.load}
         for kind in KINDS:
             bar.prefix = f"[{number}/{len(scenarios)}] {scenario.label[:38]:<38} {kind:<6}"
-            row[kind] = await run(scenario, kind, env, bar)
+            try:
+                row[kind] = await run(scenario, kind, env, bar)
+            except Exception as exc:  # the other scenarios still run and are reported
+                row[kind] = {"error": repr(exc)[:300]}
+                sys.stderr.write(f"\n{scenario.label} on {kind} failed: {exc!r}\n")
         rows.append(row)
         sys.stderr.write("\n")
-    report.write(out, rows, tiny)
+        report.write(out, rows, tiny)  # after every scenario: a run cut short keeps its rows
     return rows
 
 

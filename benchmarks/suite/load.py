@@ -2,8 +2,11 @@
 their stdin and stdout, one JSON object a line."""
 
 import asyncio
+import contextlib
 import json
 import math
+import os
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,17 +27,20 @@ class Client:
 class LoadProcess:
     process: asyncio.subprocess.Process
     last: dict[str, dict[str, Any]] = field(default_factory=dict)  # newest line per event
+    plan_path: str = ""
     said: dict[str, asyncio.Event] = field(default_factory=dict)
     _reader: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, plan: dict[str, Any]) -> "LoadProcess":
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
+            json.dump(plan, file)  # too long for a command line at 10,000 clients
         process = await asyncio.create_subprocess_exec(
-            "node", str(NODE_DIR / "load.js"), json.dumps(plan),
+            "node", str(NODE_DIR / "load.js"), file.name,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             limit=64 * 1024 * 1024,
         )
-        load = cls(process)
+        load = cls(process, plan_path=file.name)
         load._reader = asyncio.create_task(load._read())
         return load
 
@@ -58,6 +64,8 @@ class LoadProcess:
             await self.process.wait()
         if self._reader is not None:
             self._reader.cancel()
+        with contextlib.suppress(OSError):
+            os.unlink(self.plan_path)
 
 
 class Load:

@@ -195,6 +195,7 @@ def _summary(scenario: Scenario, load: Load, elapsed: float, cpu: float,
         "complete": delivered == scenario.expected_deliveries
         and commits == scenario.rooms * scenario.writers * scenario.updates,
         "errors": sum(int(r.get("errors", 0)) for r in results),
+        "error_codes": _merged([r.get("errorCodes", {}) for r in results]),
         "seconds": elapsed,
         "commits_per_s": commits / elapsed,
         "deliveries_per_s": delivered / elapsed,
@@ -205,3 +206,11 @@ def _summary(scenario: Scenario, load: Load, elapsed: float, cpu: float,
         "server_cpu_percent": cpu / elapsed * 100,
         "load_cpu_percent": load_cpu / elapsed * 100,
     }
+
+
+def _merged(counts: list[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for one in counts:
+        for key, value in one.items():
+            out[key] = out.get(key, 0) + int(value)
+    return out
