@@ -18,8 +18,8 @@ anything this module relies on:
 
 Delivery (`Outbox`), never awaiting a send. A Socket.IO emit awaits engineio's
 `AsyncSocket.send`, which first runs `check_ping_timeout`: for a client whose pong is
-overdue that closes the socket and runs the server's disconnect handler inline, inside the emit. A caller holding a turn that the
-disconnect handler needs (a room's hub lane: the handler leaves the rooms) would wait on
+overdue that closes the socket and runs the server's disconnect handler inline, inside the
+emit. A caller holding a turn that the disconnect handler needs (a room's hub lane: the handler leaves the rooms) would wait on
 itself. So the outbox never awaits a send: it encodes the event once and puts the same
 Engine.IO packet on each recipient's queue with `put_nowait`, skipping closing and closed
 sockets. That is the very queue `send` uses, so each connection's packets keep their order;
