@@ -10,7 +10,7 @@ from aiohttp import web
 
 from kpk_io.admin import add_admin_view
 from kpk_io.api import add_api_routes
-from kpk_io.config import Settings, redact_url
+from kpk_io.config import MIN_JWT_SECRET_BYTES, Settings, redact_url, weak_jwt_secret
 from kpk_io.engine import drop_transport, eio_sids
 from kpk_io.handlers import Handlers
 from kpk_io.hub import Hub
@@ -56,7 +56,13 @@ def create_verifier(settings: Settings) -> TokenVerifier | None:
             "auth is off: anyone who can reach this port may read and change every room; "
             "set KPK_IO_JWT_SECRET or KPK_IO_JWT_PUBLIC_KEY (see docs/security.md)"
         )
-    else:
+    elif weak_jwt_secret(settings.jwt_secret):
+        log.warning(
+            "KPK_IO_JWT_SECRET is shorter than %d bytes: RFC 7518 recommends a 256-bit HS256 "
+            "key (make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')",
+            MIN_JWT_SECRET_BYTES,
+        )
+    if verifier is not None:
         log.info("auth is on: connections need a JWT signed with %s",
                  ", ".join(verifier.algorithms))
     return verifier

@@ -203,18 +203,14 @@ def _networks(value: object) -> tuple[str, ...]:
     return networks
 
 
-# RFC 7518: an HS256 key must be at least as long as the hash (256 bits).
+# RFC 7518: an HS256 key should be at least as long as the hash (256 bits). A shorter one is
+# accepted (tests and demos use short ones) and `kpk-io serve` warns at start (app.py).
 MIN_JWT_SECRET_BYTES = 32
 
 
-def _jwt_secret(value: object) -> str | None:
-    secret = _optional_text(value)
-    if secret is not None and len(secret.encode()) < MIN_JWT_SECRET_BYTES:
-        raise ValueError(
-            f"expected at least {MIN_JWT_SECRET_BYTES} bytes (HS256 needs a 256-bit key); "
-            "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
-        )
-    return secret
+def weak_jwt_secret(secret: str | None) -> bool:
+    """Whether `secret` is shorter than RFC 7518 recommends for HS256."""
+    return secret is not None and len(secret.encode()) < MIN_JWT_SECRET_BYTES
 
 
 def _readable_file(value: object) -> str | None:
@@ -250,7 +246,7 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "ping_timeout": _seconds,
     "room_ttl": _int_between(0, 36_500),
     "history_bytes": _int_between(1024, 1 << 40),
-    "jwt_secret": _jwt_secret,
+    "jwt_secret": _optional_text,
     "jwt_public_key": _readable_file,
     "jwt_leeway": _int_between(0, 3600),
     "jwt_audience": _optional_text,
@@ -296,7 +292,7 @@ HELP: dict[str, str] = {
     "changes are held back and replaced by one catch-up of the whole state (default 1 MiB)",
     "ping_timeout": "seconds a client has to answer a ping before it is closed (default 20)",
     "room_ttl": "days after which a room with no change and no join expires (default 0 = never)",
-    "history_bytes": "bytes of changes kept per room for sync (default 8 MiB)",
+    "history_bytes": "bytes of changes kept per room for sync (at least 1024; default 8 MiB)",
     "jwt_secret": "HS256 secret: every connection must present a JWT (prefer the variable)",
     "jwt_public_key": "PEM file of the RS256/ES256 public key that verifies JWTs",
     "jwt_leeway": "seconds of clock skew allowed on exp/nbf (default 30)",
@@ -407,16 +403,20 @@ class SigningSettings:
     issuer: str | None = None
 
 
-def signing_settings(environ: Mapping[str, str] | None = None) -> SigningSettings:
-    """The SigningSettings of `environ` (default: this process's environment); raises
-    ConfigError for a bad value."""
+def signing_settings(
+    environ: Mapping[str, str] | None = None, *, keys: bool = True
+) -> SigningSettings:
+    """The SigningSettings of `environ` (default: this process's environment); without
+    `keys`, the audience and issuer only (for a caller that brings its own key, which a bad
+    KPK_IO_JWT_PRIVATE_KEY must not stop). Raises ConfigError for a bad value."""
     env = os.environ if environ is None else environ
     parsers = {
-        "secret": ("JWT_SECRET", _jwt_secret),
-        "private_key": ("JWT_PRIVATE_KEY", _readable_file),
         "audience": ("JWT_AUDIENCE", _optional_text),
         "issuer": ("JWT_ISSUER", _optional_text),
     }
+    if keys:
+        parsers["secret"] = ("JWT_SECRET", _optional_text)
+        parsers["private_key"] = ("JWT_PRIVATE_KEY", _readable_file)
     values: dict[str, str | None] = {}
     for name, (variable, parse) in parsers.items():
         raw = env.get(ENV_PREFIX + variable)

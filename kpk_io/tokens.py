@@ -51,7 +51,7 @@ def issue(
         raise ValueError("sub must be a non-empty string")
     if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
         raise ValueError("ttl must be a positive whole number of seconds")
-    settings = signing_settings()
+    settings = signing_settings(keys=key is None)
     signing_key, chosen = _signing_key(key, settings.secret, settings.private_key)
     now = int(time.time())
     claims: dict[str, Any] = {"sub": sub, "iat": now, "exp": now + ttl}

@@ -174,6 +174,18 @@ async def test_without_auth_changes_carry_no_by(start_kpk: StartKpk) -> None:
 async def test_with_auth_on_there_is_no_warning(kpk: KpkServer) -> None:
     assert "auth is off" not in kpk.log()
     assert "auth is on" in kpk.log()
+    assert "shorter than 32 bytes" not in kpk.log()
+
+
+async def test_a_short_secret_serves_with_a_warning(start_kpk: StartKpk) -> None:
+    server = start_kpk(env={"KPK_IO_JWT_SECRET": "short-secret"})
+    token = issue("ann", rooms=["r"], key="short-secret")
+    async with member(server.url, token) as ann:
+        assert (await ann.join("r"))["ok"]
+    wrong = await refusal(server.url, {"token": hs256(claims(rooms=["r"]), SECRET)})
+    assert wrong["error"] == "unauthorized", wrong
+    assert "KPK_IO_JWT_SECRET is shorter than 32 bytes" in server.log()
+    assert "WARNING" in next(line for line in server.log().splitlines() if "shorter" in line)
 
 
 @pytest.mark.parametrize("kind", ["rsa", "ec"])

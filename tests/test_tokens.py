@@ -52,6 +52,27 @@ def test_issue_refuses_without_a_key_and_bad_arguments(monkeypatch: pytest.Monke
         issue("", key=SECRET)
 
 
+def test_issue_with_a_key_reads_no_key_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Neither a short KPK_IO_JWT_SECRET nor a missing KPK_IO_JWT_PRIVATE_KEY file concerns a
+    # caller that names its own key; the audience and issuer still default from the
+    # environment.
+    monkeypatch.setenv("KPK_IO_JWT_SECRET", "short")
+    monkeypatch.setenv("KPK_IO_JWT_PRIVATE_KEY", "/nonexistent/key.pem")
+    monkeypatch.setenv("KPK_IO_JWT_AUDIENCE", "kpk-io")
+    verifier = TokenVerifier({"HS256": SECRET}, audience="kpk-io")
+    assert verifier.verify(issue("u", key=SECRET)).user == "u"
+
+
+def test_issue_signs_with_a_short_secret_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KPK_IO_JWT_SECRET", "short")
+    monkeypatch.delenv("KPK_IO_JWT_PRIVATE_KEY", raising=False)
+    with pytest.warns(jwt.warnings.InsecureKeyLengthWarning):  # PyJWT's own warning
+        claims = jwt.decode(issue("u"), "short", algorithms=["HS256"])
+    assert claims["sub"] == "u"
+
+
 def test_a_verifier_needs_a_key() -> None:
     assert TokenVerifier.from_settings(Settings()) is None
     assert TokenVerifier.from_settings(Settings(jwt_secret=SECRET)) is not None
