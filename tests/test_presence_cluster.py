@@ -351,6 +351,51 @@ async def test_a_redis_stall_holds_up_no_signal_request(
     assert a.log().count("cannot publish presence and signals to Redis") <= 1
 
 
+async def test_a_signal_does_not_wait_behind_its_connections_pending_update(
+    start_kpk: StartKpk, own_redis: RedisServer, key_prefix: str,
+) -> None:
+    """An update holds its connection's turn while Redis stalls (seconds); the connection's
+    signals and presence requests need no order with it and do not queue behind it."""
+    node = start_kpk("--redis-url", own_redis.url, "--key-prefix", key_prefix)
+    async with peers(node.url, node.url) as (sender, near):
+        await sender.join()
+        await near.join()
+        own_redis.pause()
+        try:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            update = asyncio.create_task(
+                sender.call("update", {"room": ROOM, "set": {"x": 1}}, timeout=30))
+            await asyncio.sleep(0.1)
+            assert await sender.call("signal", {"room": ROOM, "data": "now"}) == {"ok": True}
+            await eventually(lambda: [s["data"] for s in near.signals] == ["now"], 5, "signal")
+            assert loop.time() - started < 1.5
+            assert not update.done()  # the update was still waiting for Redis all along
+        finally:
+            own_redis.resume()
+        assert (await update)["ok"] in (True, False)  # answered, whatever Redis made of it
+        assert (await sender.call("signal", {"room": ROOM, "data": "after"}))["ok"]
+
+
+async def test_signals_and_meta_sent_right_after_a_join_count_as_the_members(
+    start_kpk: StartKpk,
+) -> None:
+    """They skip only updates and syncs: a join (or leave) still comes first."""
+    node = start_kpk()
+    async with peers(node.url, node.url) as (sender, near):
+        await near.join()
+        for _ in range(5):
+            join = asyncio.create_task(sender.call("join", {"room": ROOM}))
+            signal = asyncio.create_task(sender.call("signal", {"room": ROOM, "data": 1}))
+            meta = asyncio.create_task(sender.call("presence", {"room": ROOM, "meta": {}}))
+            assert (await join)["ok"]
+            assert await signal == {"ok": True} and await meta == {"ok": True}
+            leave = asyncio.create_task(sender.call("leave", {"room": ROOM}))
+            late = asyncio.create_task(sender.call("signal", {"room": ROOM, "data": 2}))
+            assert (await leave)["ok"] and (await late)["error"] == "not_joined"
+        await eventually(lambda: [s["data"] for s in near.signals] == [1] * 5, 10, "signals")
+
+
 async def test_a_redis_outage_is_logged_once_and_its_drops_counted(
     start_kpk: StartKpk, own_redis: RedisServer, key_prefix: str,
 ) -> None:
