@@ -3,8 +3,10 @@
 Keys (all named in _keys):
 - `<prefix>presence:{<room>}`: hash, member id -> JSON `{node, member}`;
 - `<prefix>presence-node:<node>`: the node's heartbeat, expiring `ttl` * 2/3 after each beat;
-- `<prefix>presence-rooms:<node>`: set of the rooms the node has (had) members in, so that
-  whoever prunes the node knows where to look;
+- `<prefix>presence-rooms:<node>`: set of the rooms the node has members in, so that
+  whoever prunes the node knows where to look; a room leaves it with the node's last member
+  of it, and the set expires ROOMS_TTLS * ttl after the node's last beat (long after others
+  have pruned the node);
 - `<prefix>presence-nodes`: set of the nodes that hold members.
 A member of a node without a heartbeat is never listed, so a dead node's members vanish from
 `members()` as soon as its heartbeat expires; `prune()` then deletes them, and the node that
@@ -33,6 +35,7 @@ from kpk_io.store.base import StoreUnavailable
 log = logging.getLogger(__name__)
 
 _TIMEOUT = 2.0
+ROOMS_TTLS = 3
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,10 @@ class RedisPresence:
     def __init__(self, url: str, *, prefix: str, ttl: float) -> None:
         self._keys = _Keys(prefix)
         self._lapse_ms = max(1, round(ttl * 2000 / 3))
+        self._rooms_ms = max(1, round(ttl * 1000 * ROOMS_TTLS))
         self._node = uuid.uuid4().hex[:12]
+        # room -> ids of this node's members written there: the node's room set follows it.
+        self._held: dict[str, set[str]] = {}
         self._beaten = False
         # Every command here is idempotent, so one lost connection (a pooled one from before
         # a Redis restart) is retried once; a timeout is not: that would double a stall.
@@ -73,16 +79,25 @@ class RedisPresence:
 
     async def add(self, room: str, member: Member) -> None:
         entry = encode_json({"node": self._node, "member": member.to_wire()})
+        self._held.setdefault(room, set()).add(member.id)
+        rooms = self._keys.rooms_of(self._node)
         with _unavailable():
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(self._keys.room(room), member.id, entry)
-                pipe.sadd(self._keys.rooms_of(self._node), room)
+                pipe.sadd(rooms, room)
+                pipe.pexpire(rooms, self._rooms_ms)
                 await pipe.execute()
 
     async def remove(self, room: str, member_id: str) -> None:
-        # The node's room set keeps the room: it only tells a pruner where to look.
+        held = self._held.get(room, set())
+        held.discard(member_id)
         with _unavailable():
-            await self._redis.hdel(self._keys.room(room), member_id)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(self._keys.room(room), member_id)
+                if not held:  # the node's last member of the room
+                    self._held.pop(room, None)
+                    pipe.srem(self._keys.rooms_of(self._node), room)
+                await pipe.execute()
 
     async def members(self, room: str) -> list[Member]:
         with _unavailable():
@@ -92,10 +107,16 @@ class RedisPresence:
         return [member for node, member in held if node in alive]
 
     async def beat(self) -> bool:
+        rooms = self._keys.rooms_of(self._node)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(self._keys.heartbeat(self._node), b"1", px=self._lapse_ms)
             pipe.sadd(self._keys.nodes, self._node)
-            _, added = await pipe.execute()
+            # Again each beat: a join's SADD and a leave's SREM of one room can reach Redis
+            # in either order (pooled connections), and Redis may have lost the set.
+            if self._held:
+                pipe.sadd(rooms, *self._held)
+            pipe.pexpire(rooms, self._rooms_ms)
+            added = (await pipe.execute())[1]
         # Added again after the first beat: pruned (or Redis lost its data) meanwhile.
         pruned = bool(added) and self._beaten
         self._beaten = True

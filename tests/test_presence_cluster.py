@@ -396,6 +396,42 @@ async def test_signals_and_meta_sent_right_after_a_join_count_as_the_members(
         await eventually(lambda: [s["data"] for s in near.signals] == [1] * 5, 10, "signals")
 
 
+async def test_a_nodes_room_set_holds_only_rooms_with_members_and_expires(
+    start_kpk: StartKpk, redis_server: RedisServer, key_prefix: str,
+) -> None:
+    node = start_kpk("--redis-url", redis_server.url, "--key-prefix", key_prefix,
+                     "--presence-ttl", "30")
+    redis = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    rooms = [f"{ROOM}/{n}" for n in range(20)]
+
+    async def held() -> set[str]:
+        keys = await redis.keys(f"{key_prefix}presence-rooms:*")
+        assert len(keys) <= 1, keys
+        return set(await redis.smembers(keys[0])) if keys else set()
+
+    try:
+        async with peers(node.url, node.url) as (many, few):
+            for _ in range(2):
+                for room in rooms:
+                    await many.join(room)
+                for room in rooms[:3]:
+                    await few.join(room)
+                assert await held() == set(rooms)
+                (key,) = await redis.keys(f"{key_prefix}presence-rooms:*")
+                assert 0 < await redis.pttl(key) <= 90_000  # three TTLs: a dead node's goes
+                for room in rooms:
+                    assert (await many.call("leave", {"room": room}))["ok"]
+                await eventually_async(held, set(rooms[:3]), timeout=10)
+                for room in rooms[:3]:
+                    assert (await few.call("leave", {"room": room}))["ok"]
+                await eventually_async(held, set(), timeout=10)
+            await few.join(rooms[0])
+            await few.sio.disconnect()  # a closed connection's rooms go too
+            await eventually_async(held, set(), timeout=10)
+    finally:
+        await redis.aclose()
+
+
 async def test_a_redis_outage_is_logged_once_and_its_drops_counted(
     start_kpk: StartKpk, own_redis: RedisServer, key_prefix: str,
 ) -> None:
