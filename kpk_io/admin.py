@@ -101,7 +101,10 @@ class _SocketSnapshots:
         if admins:
             sockets = [self._describe(sid, eio_sid)
                        for sid, eio_sid in list(self._sio.manager.get_participants("/", None))]
-            await self._sio.emit("all_sockets", sockets, namespace=ADMIN_NAMESPACE)
+            # This node's admins only: the list is this node's sockets, and through
+            # AsyncRedisManager each admin would get every node's list in turn.
+            await self._sio.emit("all_sockets", sockets, namespace=ADMIN_NAMESPACE,
+                                 ignore_queue=True)
 
     def _describe(self, sid: str, eio_sid: str) -> dict[str, Any]:
         """A socket as the Admin UI's `all_sockets` event describes one."""

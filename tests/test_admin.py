@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from kpk_io.config import ConfigError, load_settings
 from tests.conftest import StartKpk
 from tests.polling import eventually
-from tests.processes import KpkServer
+from tests.processes import KpkServer, RedisServer
 from tests.sockets import members
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -80,6 +80,37 @@ async def test_the_admin_view_is_read_only(start_kpk: StartKpk) -> None:
             assert ack["ok"], ack
     finally:
         await admin.disconnect()
+
+
+async def test_each_admin_gets_its_own_nodes_socket_list(
+    start_kpk: StartKpk, redis_server: RedisServer, key_prefix: str,
+) -> None:
+    """The list is each node's own sockets: it must not travel to other nodes' admins
+    through the Socket.IO channel, or an admin's list would alternate between nodes."""
+    flags = ("--redis-url", redis_server.url, "--key-prefix", key_prefix)
+    a, b = start_kpk(*flags, env=ADMIN), start_kpk(*flags, env=ADMIN)
+    auth = {"username": "ops", "password": "correct horse"}
+    lists: dict[str, list[set[str]]] = {"a": [], "b": []}
+    admins = []
+    for name, node in (("a", a), ("b", b)):
+        admin = socketio.AsyncClient(reconnection=False)
+        admin.on("all_sockets", lambda sockets, name=name: lists[name].append(
+            {s["id"] for s in sockets}), namespace="/admin")
+        await admin.connect(node.url, namespaces=["/admin"], auth=auth, wait_timeout=10)
+        admins.append(admin)
+    try:
+        async with members(a.url, b.url) as [on_a, on_b]:
+            for seen in lists.values():
+                seen.clear()
+            await eventually(lambda: all(len(seen) >= 3 for seen in lists.values()), 20,
+                             "three lists on each node")
+            sid_a, sid_b = on_a.sio.get_sid(), on_b.sio.get_sid()
+            assert all(sid_b not in seen for seen in lists["a"]), lists
+            assert all(sid_a not in seen for seen in lists["b"]), lists
+            assert all(sid_a in seen for seen in lists["a"]), lists
+    finally:
+        for admin in admins:
+            await admin.disconnect()
 
 
 async def test_broadcasts_reach_members_with_the_admin_view_on(start_kpk: StartKpk) -> None:
