@@ -407,7 +407,7 @@ async def test_a_nodes_room_set_holds_only_rooms_with_members_and_expires(
     async def held() -> set[str]:
         keys = await redis.keys(f"{key_prefix}presence-rooms:*")
         assert len(keys) <= 1, keys
-        return set(await redis.smembers(keys[0])) if keys else set()
+        return {str(m) for m in await redis.smembers(keys[0])} if keys else set()
 
     try:
         async with peers(node.url, node.url) as (many, few):
