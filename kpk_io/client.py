@@ -70,6 +70,7 @@ class KpkClient:
         self._live = False
         self._status: Status = "offline"
         self._status_listeners: list[StatusListener] = []
+        self._custom: dict[str, list[Callable[..., Any]]] = {}  # on(): handlers per event
         self.sio = socketio.AsyncClient(
             reconnection=True,
             reconnection_delay=reconnection_delay,
@@ -104,13 +105,31 @@ class KpkClient:
 
         return remove
 
-    def on(self, event: str, handler: Callable[[Any], Any]) -> None:
-        """Call `handler(data)` for each `event` the server side sends: a custom event an
-        outside emitter (python-socketio's RedisManager, docs/deployment.md) sends to a
-        room's members. The protocol's own events are the client's."""
+    def on(self, event: str, handler: Callable[[Any], Any]) -> Callable[[], None]:
+        """Call `handler(data)` (a function or a coroutine function) for each `event` the
+        server side sends: a custom event an outside emitter (python-socketio's
+        RedisManager, docs/deployment.md) sends to a room's members. The protocol's own
+        events are the client's. Several handlers may listen to one event, as in the
+        browser client; returns a function that removes this one."""
         if event in _OWN_EVENTS:
             raise ValueError(f"{event!r} is the client's own event")
-        self.sio.on(event, handler)
+        if event not in self._custom:
+            self._custom[event] = []
+            self.sio.on(event, partial(self._dispatch_custom, event))
+        handlers = self._custom[event]
+        handlers.append(handler)
+
+        def remove() -> None:
+            if handler in handlers:
+                handlers.remove(handler)
+
+        return remove
+
+    async def _dispatch_custom(self, event: str, *args: Any) -> None:
+        for handler in list(self._custom.get(event, ())):
+            result = handler(*args)
+            if inspect.isawaitable(result):
+                await result
 
     async def connect(self) -> None:
         """Connect; raises KpkError with the server's code (e.g. `unauthorized`) when it

@@ -1,14 +1,18 @@
 """kpk_io.client's listeners: changes (with whole-state resets), removal, connection status,
-and how often it retries while the store is down."""
+custom events (client.on), and how often it retries while the store is down."""
 
 import re
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+import socketio
 
+from kpk_io.broadcast import socketio_channel
 from kpk_io.client import Change, KpkClient, KpkError, RoomChange, Status
 from kpk_io.client_room import Backoff
+from kpk_io.rooms import sio_room
 from tests.conftest import StartKpk
 from tests.polling import eventually
 from tests.processes import KpkServer, RedisServer
@@ -120,3 +124,38 @@ def test_status_names_match_the_browser_client() -> None:
     assert declared is not None
     assert set(re.findall(r'"(\w+)"', declared.group(1))) == set(Status.__args__)  # type: ignore[attr-defined]
 
+
+EVENTS_ROOM = "events/custom"
+
+
+async def test_on_returns_a_function_that_removes_the_handler(
+    start_kpk: StartKpk, redis_server: RedisServer, key_prefix: str
+) -> None:
+    node = start_kpk("--redis-url", redis_server.url, "--key-prefix", key_prefix)
+    emitter = socketio.AsyncRedisManager(
+        redis_server.url, channel=socketio_channel(key_prefix), write_only=True
+    )
+    first: list[Any] = []
+    second: list[Any] = []
+
+    async def record_second(data: Any) -> None:
+        second.append(data)
+
+    async with KpkClient(node.url) as client:
+        await client.join(EVENTS_ROOM)
+        remove_first = client.on("notice", first.append)
+        remove_second = client.on("notice", record_second)
+        assert callable(remove_first) and callable(remove_second)
+        await emitter.emit("notice", {"n": 1}, room=sio_room(EVENTS_ROOM))
+        await eventually(lambda: first == [{"n": 1}] and second == [{"n": 1}], 10,
+                         "both handlers to get the event")
+        remove_first()
+        remove_first()  # removing twice is harmless
+        await emitter.emit("notice", {"n": 2}, room=sio_room(EVENTS_ROOM))
+        await eventually(lambda: second == [{"n": 1}, {"n": 2}], 10, "the kept handler")
+        assert first == [{"n": 1}]
+        remove_second()
+        client.on("notice", first.append)  # a handler added after removals still runs
+        await emitter.emit("notice", {"n": 3}, room=sio_room(EVENTS_ROOM))
+        await eventually(lambda: first == [{"n": 1}, {"n": 3}], 10, "a new handler")
+        assert second == [{"n": 1}, {"n": 2}]
