@@ -19,15 +19,15 @@ anything this module relies on:
 Delivery (`Outbox`), never awaiting a send. A Socket.IO emit awaits engineio's
 `AsyncSocket.send`, which first runs `check_ping_timeout`: for a client whose pong is
 overdue that closes the socket and runs the server's disconnect handler inline, inside the
-emit. A caller holding a turn that the disconnect handler needs (a room's hub lane: the handler leaves the rooms) would wait on
-itself. So the outbox never awaits a send: it encodes the event once and puts the same
-Engine.IO packet on each recipient's queue with `put_nowait`, skipping closing and closed
-sockets. That is the very queue `send` uses, so each connection's packets keep their order;
-the queue is the writer's only input, so one recipient never waits on another. Timed-out
-clients are still found and closed by engineio's own service task and read timeout. Where
-the internals are not what this module expects (a socket without such a queue, an encoding
-that is not one text packet), it falls back to the public `sio.emit`, in a task of its own
-that no caller awaits.
+emit. A caller holding a turn that the disconnect handler needs (a room's hub lane: the
+handler leaves the rooms) would wait on itself. So the outbox never awaits a send: it
+encodes the event once and puts the same Engine.IO packet on each recipient's queue with
+`put_nowait`, skipping closing and closed sockets. That is the very queue `send` uses, so
+each connection's packets keep their order; the queue is the writer's only input, so one
+recipient never waits on another. Timed-out clients are still found and closed by engineio's
+own service task and read timeout. Where the internals are not what this module expects (a
+socket without such a queue, an encoding that is not one text packet), it falls back to the
+public `sio.emit`, in a task of its own that no caller awaits.
 
 Relaying (`RelayManager`). python-socketio's AsyncRedisManager hands every message on its
 channel to `_handle_emit`, which encodes the packet before it looks for recipients; a node

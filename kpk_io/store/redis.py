@@ -33,6 +33,7 @@ from kpk_io.store.base import (
     dedupe_window,
     new_tag,
 )
+from kpk_io.store.redis_batch import ScriptBatch
 from kpk_io.store.redis_commit import CommitArgs, commit_result
 from kpk_io.store.redis_feed import RedisFeed
 from kpk_io.store.redis_keys import RoomKeys, rev_key_pattern, room_keys, room_of_rev_key
@@ -48,6 +49,7 @@ _COMMIT_ATTEMPTS = 3
 _TIMEOUT = 2.0
 # Watched rooms are renewed every quarter of the retention, and at least this often (seconds).
 _RENEW_EVERY_MAX = 3600.0
+_MAX_CONNECTIONS = 64  # per client; commits are pipelined (ScriptBatch), reads are short
 _SCANS_PER_PAGE = 20
 
 
@@ -80,13 +82,14 @@ class RedisStateStore:
         self._history_bytes = history_bytes
         self._ttl_ms = max(1, round(room_ttl * 1000)) if room_ttl > 0 else 0
         common: dict[str, Any] = {"socket_timeout": _TIMEOUT, "socket_connect_timeout": _TIMEOUT}
-        self._redis = aioredis.Redis.from_url(url, **common)
+        self._redis = _client(url, **common)
         # A commit is retried by _commit_with_retries() itself, with a dedupe key that makes
         # the retry idempotent; redis-py's own retry could apply a change twice. The feed
         # must not reconnect silently inside redis-py either: every interruption has to
         # reach RedisFeed, which then has the hub catch up.
-        self._writer = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **common)
-        self._commit = self._writer.register_script(_script("commit.lua"))
+        self._writer = _client(url, retry=Retry(NoBackoff(), 0), **common)
+        commit = self._writer.register_script(_script("commit.lua"))
+        self._commit = ScriptBatch(self._writer, commit)  # a turn's commits: one pipeline
         self._changes = self._redis.register_script(_script("changes_since.lua"))
         self._summary = self._redis.register_script(_script("room_summary.lua"))
         self._feed = RedisFeed(self._writer)
@@ -271,6 +274,18 @@ class RedisStateStore:
         await self._feed.close()
         await self._redis.aclose()
         await self._writer.aclose()
+
+
+def _client(url: str, **options: Any) -> aioredis.Redis:
+    """A client whose pool, when all its connections are busy, waits (up to _TIMEOUT) for
+    one: redis-py's default pool fails at once ("Too many connections", past 100), and a
+    burst of joins or commits was answered `unavailable`."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=_MAX_CONNECTIONS, timeout=_TIMEOUT, **options
+    )
+    client = aioredis.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # aclose() closes the pool too
+    return client
 
 
 async def _read_twice(read: Callable[[], Awaitable[list[Any]]]) -> list[Any]:
