@@ -1,7 +1,8 @@
 """HTTP API for publishing from outside: list rooms; read, change and clear a room.
 
     GET    /api/rooms?limit=N&cursor=C
-                              -> 200 {rooms: [{room, rev, fields, bytes, changed}], cursor}
+                              -> 200 {rooms: [{room, rev, fields, bytes, changed, members}],
+                                      cursor}
     GET    /api/rooms/{room}  -> 200 {room, rev, state}
     PATCH  /api/rooms/{room}  the `update` event's body (set, unset, replace, rev, id)
                               -> 200 {room, rev}, broadcast to every member
@@ -42,6 +43,7 @@ from kpk_io.identity import API_KEY_IDENTITY, Identity, TokenVerifier, Unauthori
 from kpk_io.limits import Limits
 from kpk_io.logs import bind_request
 from kpk_io.metrics import Metrics
+from kpk_io.presence import PresenceStore
 from kpk_io.protocol import ErrorCode, UpdateRequest
 from kpk_io.rate import KeyedBuckets
 from kpk_io.rooms import InvalidRoom, check_room, decode_uri_component
@@ -73,9 +75,9 @@ Endpoint = Callable[[web.Request], Awaitable[web.Response]]
 
 def add_api_routes(
     app: web.Application, store: StateStore, settings: Settings, metrics: Metrics,
-    verifier: TokenVerifier | None = None,
+    verifier: TokenVerifier | None = None, *, presence: PresenceStore,
 ) -> None:
-    rooms = _RoomApi(store, metrics, settings)
+    rooms = _RoomApi(store, presence, metrics, settings)
     guard = _Guard(_Credentials(settings.api_key, verifier), metrics)
     app.router.add_get(ROOMS_PATH, guard.endpoint("api_list", rooms.list))
     app.router.add_get(ROOM_PATH, guard.endpoint("api_get", _in_room(rooms.get, write=False)))
@@ -118,8 +120,11 @@ class _RoomApi:
     """The endpoints' actions. Rates are counted per client address, in buckets like a
     connection's: changes take from the updates bucket, reads from the requests bucket."""
 
-    def __init__(self, store: StateStore, metrics: Metrics, settings: Settings) -> None:
+    def __init__(
+        self, store: StateStore, presence: PresenceStore, metrics: Metrics, settings: Settings,
+    ) -> None:
         self._store = store
+        self._presence = presence
         self._metrics = metrics
         self._limits = Limits.from_settings(settings)
         self._proxies = TrustedProxies(settings.trusted_proxies)
@@ -133,13 +138,14 @@ class _RoomApi:
         limit = _limit(request.query.get("limit", "100"))
         try:
             page = await self._store.list_rooms(request.query.get("cursor") or None, limit)
+            members = await self._presence.counts([r.room for r in page.rooms])
         except ValueError:
             raise PublishError(ErrorCode.INVALID_REQUEST, "cursor: not one this API gave") from None
         except StoreUnavailable:
             raise PublishError(ErrorCode.UNAVAILABLE, "the store cannot be reached") from None
         rooms: list[JSON] = [
             {"room": r.room, "rev": r.rev, "fields": r.fields, "bytes": r.bytes,
-             "changed": _iso_time(r.changed)}
+             "changed": _iso_time(r.changed), "members": members.get(r.room, 0)}
             for r in page.rooms
         ]
         return {"rooms": rooms, "cursor": page.cursor}

@@ -87,10 +87,8 @@ def create_app(
     verifier = create_verifier(settings)
     store = create_store(settings) if store is None else store
     metrics = Metrics()
-    sio, hub, handlers, roster = build_server(
-        settings, store, create_presence(settings) if presence is None else presence, metrics,
-        verifier,
-    )
+    presence = create_presence(settings) if presence is None else presence
+    sio, hub, handlers, roster = build_server(settings, store, presence, metrics, verifier)
     store.set_listener(hub)  # the store's feed of commits goes to this node's hub
     sio.attach(app)
     add_admin_view(app, sio, settings)
@@ -103,7 +101,7 @@ def create_app(
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
-    add_api_routes(app, store, settings, metrics, verifier)
+    add_api_routes(app, store, settings, metrics, verifier, presence=presence)
     add_page_routes(app)
 
     async def drain(app: web.Application) -> None:

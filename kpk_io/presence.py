@@ -64,6 +64,9 @@ class PresenceStore(Protocol):
     async def members(self, room: str) -> list[Member]:
         """Everyone in `room` on every live node, in no particular order."""
 
+    async def counts(self, rooms: list[str]) -> dict[str, int]:
+        """For each of `rooms`, how many members `members(room)` would list."""
+
     async def beat(self) -> bool:
         """Renew this node's heartbeat; True when the node had been pruned."""
 

@@ -48,6 +48,9 @@ class MemoryPresence:
     async def members(self, room: str) -> list[Member]:
         return [m for node, m in self._space.rooms.get(room, {}).values() if self._alive(node)]
 
+    async def counts(self, rooms: list[str]) -> dict[str, int]:
+        return {room: len(await self.members(room)) for room in rooms}
+
     async def beat(self) -> bool:
         pruned = self._node not in self._space.beats
         self._space.beats[self._node] = self._space.clock()

@@ -106,6 +106,21 @@ class RedisPresence:
             alive = {self._node, *await self._alive(others)}
         return [member for node, member in held if node in alive]
 
+    async def counts(self, rooms: list[str]) -> dict[str, int]:
+        if not rooms:
+            return {}
+        with _unavailable():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for room in rooms:
+                    pipe.hgetall(self._keys.room(room))
+                raw = await pipe.execute()
+            held = {room: self._decode(room, entries)
+                    for room, entries in zip(rooms, raw, strict=True)}
+            others = sorted({node for entries in held.values() for node, _ in entries}
+                            - {self._node})
+            alive = {self._node, *await self._alive(others)}
+        return {room: sum(node in alive for node, _ in entries) for room, entries in held.items()}
+
     async def beat(self) -> bool:
         rooms = self._keys.rooms_of(self._node)
         async with self._redis.pipeline(transaction=True) as pipe:

@@ -11,6 +11,7 @@ from yarl import URL
 from kpk_io.change import JSON
 from kpk_io.rooms import encode_uri_component
 from tests.conftest import StartKpk
+from tests.polling import eventually_async
 from tests.processes import KpkServer, RedisServer
 from tests.sockets import members, untagged
 
@@ -306,6 +307,30 @@ async def test_get_rooms_lists_the_stored_rooms_page_by_page(
         "rev": 1, "fields": 1, "bytes": len("n") + len("0")
     }
     assert first["changed"].endswith("Z") and first["changed"].startswith("20")
+
+
+async def test_get_rooms_counts_each_rooms_members_on_every_node(
+    nodes: list[KpkServer], http: aiohttp.ClientSession
+) -> None:
+    busy, quiet = "kpk/notes/acme/q1/busy", "kpk/notes/acme/q1/quiet"
+    for name in (busy, quiet):
+        url = room_url(nodes[0], encode_uri_component(name))
+        assert (await request(http, "PATCH", url, {"set": {"n": 1}}))[0] == 200
+
+    async def counts() -> dict[str, int]:
+        status, page = await request(http, "GET", URL(f"{nodes[2].url}/api/rooms"))
+        assert status == 200, page
+        return {entry["room"]: entry["members"] for entry in page["rooms"]}
+
+    assert await counts() == {busy: 0, quiet: 0}
+    async with members(nodes[0].url, nodes[1].url, nodes[1].url) as [a, b, c]:
+        for member in (a, b, c):
+            assert (await member.join(busy))["ok"]
+        assert (await c.join(quiet))["ok"]
+        assert await counts() == {busy: 3, quiet: 1}
+        assert (await c.call("leave", {"room": busy}))["ok"]
+        assert await counts() == {busy: 2, quiet: 1}
+    await eventually_async(counts, {busy: 0, quiet: 0}, timeout=10)
 
 
 async def test_get_rooms_refuses_bad_paging_and_needs_the_key(

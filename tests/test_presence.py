@@ -58,6 +58,8 @@ async def test_members_of_every_node_are_listed_and_removed(make_node: MakeNode)
     assert await listed(a, "r") == ["m1"]
     assert await listed(a, "other") == ["m2"]
     assert await listed(a, "empty") == []
+    assert await a.counts(["r", "other", "empty"]) == {"r": 1, "other": 1, "empty": 0}
+    assert await b.counts([]) == {}
 
 
 async def test_a_node_that_stops_beating_is_pruned_once(make_node: MakeNode) -> None:
