@@ -14,7 +14,9 @@ configured. Every request needs `Authorization: Bearer CREDENTIAL`: the API key 
 access; its changes carry `by: {user: "api"}`), or a JWT whose `rooms` admit the room (to
 change it) or whose `rooms` or `read_rooms` do (to read it), whose changes carry its `by`;
 listing every room takes the API key or a token with the pattern `*`. No usable credential
-is 401 `unauthorized`; a room the token does not allow is 403 `forbidden`. Errors are
+is 401 `unauthorized`; a room the token does not allow is 403 `forbidden`. Every GET (the
+list too) takes a token from the client address's bucket of reads, PATCH and DELETE from its
+bucket of updates. Errors, unknown /api/ paths and methods too (api_errors.py), are
 `{error, message}` (plus `rev` for a conflict) with the protocol's codes; docs/deployment.md
 lists the status of each.
 """
@@ -29,6 +31,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from kpk_io.address import TrustedProxies, limited_by
+from kpk_io.api_errors import api_errors
 from kpk_io.change import JSON
 from kpk_io.commits import (
     PublishError,
@@ -77,6 +80,7 @@ def add_api_routes(
     app: web.Application, store: StateStore, settings: Settings, metrics: Metrics,
     verifier: TokenVerifier | None = None, *, presence: PresenceStore,
 ) -> None:
+    app.middlewares.append(api_errors)  # unknown /api/ paths and methods: the JSON body
     rooms = _RoomApi(store, presence, metrics, settings)
     guard = _Guard(_Credentials(settings.api_key, verifier), metrics)
     app.router.add_get(ROOMS_PATH, guard.endpoint("api_list", rooms.list))
@@ -135,6 +139,7 @@ class _RoomApi:
         if not who.permissions.every_room:
             raise PublishError(ErrorCode.FORBIDDEN, "listing rooms takes the API key or a "
                                "token whose rooms or read_rooms include *")
+        self._take(self._reads, request)  # a read, like GET of one room
         limit = _limit(request.query.get("limit", "100"))
         try:
             page = await self._store.list_rooms(request.query.get("cursor") or None, limit)

@@ -342,3 +342,41 @@ async def test_get_rooms_refuses_bad_paging_and_needs_the_key(
         assert (status, answer["error"]) == (400, "invalid_request"), query
     status, answer = await request(http, "GET", URL(rooms), headers={})
     assert (status, answer["error"]) == (401, "unauthorized")
+
+
+async def test_listing_rooms_takes_a_read_token_like_reading_a_room(
+    start_kpk: StartKpk, http: aiohttp.ClientSession
+) -> None:
+    node = start_kpk("--join-rate", "0.001", "--join-burst", "2",
+                     env={"KPK_IO_API_KEY": API_KEY})
+    rooms = URL(f"{node.url}/api/rooms")
+    assert (await request(http, "GET", rooms))[0] == 200
+    assert (await request(http, "GET", room_url(node, "plan")))[0] == 200
+    for url in (rooms, room_url(node, "plan")):  # one bucket of reads per client address
+        status, answer = await request(http, "GET", url)
+        assert (status, answer["error"]) == (429, "rate_limited"), answer
+        assert answer["retry_after"] > 0 and answer["message"]
+    assert (await request(http, "PATCH", room_url(node, "plan"), {"set": {"a": 1}}))[0] == 200
+
+
+@pytest.mark.parametrize("method, path, status", [
+    ("GET", "/api/rooms/org/a/z2", 404),  # an unencoded slash in the room ID
+    ("PATCH", "/api/rooms/org/a/z2", 404),
+    ("GET", "/api/nope", 404),
+    ("GET", "/api", 404),
+    ("GET", "/api/rooms/", 404),
+    ("POST", "/api/rooms/plan", 405),
+    ("PUT", "/api/rooms", 405),
+])
+async def test_unknown_api_paths_and_methods_answer_the_json_error_body(
+    start_kpk: StartKpk, http: aiohttp.ClientSession, method: str, path: str, status: int
+) -> None:
+    node = start_kpk(env={"KPK_IO_API_KEY": API_KEY})
+    got, answer = await request(http, method, URL(f"{node.url}{path}", encoded=True), {})
+    assert got == status
+    assert isinstance(answer, dict) and answer["error"] == "invalid_request", answer
+    assert isinstance(answer["message"], str) and answer["message"]
+    if path == "/api/rooms/org/a/z2":
+        assert "org%2Fa%2Fz2" in answer["message"]
+    async with http.get(f"{node.url}/no/such/page") as outside:  # outside /api/: aiohttp's own
+        assert outside.status == 404
