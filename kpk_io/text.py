@@ -16,14 +16,13 @@ from dataclasses import dataclass
 
 import pycrdt
 
+from kpk_io.text_check import ROOT, InvalidText, check_update
+
 log = logging.getLogger(__name__)
 
-ROOT = "text"  # the name of the Y.Text in each text field's document
+__all__ = ["ROOT", "InvalidText", "TextDoc", "TextEdit", "merge_text_updates"]
+
 MARKER = "$text"  # the key of a stored text field's JSON object
-
-
-class InvalidText(ValueError):
-    """An edit that is not a base64 Yjs update (v1)."""
 
 
 def decode_update(encoded: str) -> bytes:
@@ -108,10 +107,18 @@ class TextDoc:
         return str(self._text)
 
     def apply(self, update: str) -> None:
+        """Merge an edit from a client; checked first (text_check), as pycrdt trusts the
+        counts an update announces."""
+        data = decode_update(update)
+        check_update(data)
         try:
-            self._doc.apply_update(decode_update(update))
+            self._doc.apply_update(data)
         except ValueError as exc:
             raise InvalidText(f"not a Yjs update (v1): {exc}") from None
+        except BaseException as exc:  # a panic in yrs is pyo3's PanicException
+            if type(exc).__name__ != "PanicException":
+                raise
+            raise InvalidText("a Yjs update pycrdt cannot apply") from None
 
     def replace(self, content: str) -> None:
         """Replace the whole content, as one edit that merges with concurrent ones."""

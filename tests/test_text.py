@@ -214,3 +214,24 @@ async def test_a_text_bound_late_starts_from_every_edit_received(node: KpkServer
         late.text("note").insert(0, ">")
         await late.flush()
         await eventually(lambda: str(typed) == ">rewritten")
+
+
+async def test_hostile_text_edits_are_refused_quickly(node: KpkServer) -> None:
+    """A few bytes that announce billions of structs cost pycrdt seconds (or never return);
+    kpk_io/text_check.py reads every edit first. Refused at once, and the room goes on."""
+    other_root: pycrdt.Doc[pycrdt.Text] = pycrdt.Doc()
+    other_root.get("other", type=pycrdt.Text).insert(0, "x")
+    hostile = [
+        bytes.fromhex("e1ccb67672744209127576dceb2602"),  # ~1.6 s in pycrdt
+        bytes.fromhex("ecbba0ff60507f1a"),
+        bytes.fromhex("8ee0c37fc4f59d86a407b0"),
+        other_root.get_update(),  # a root type other than "text"
+    ]
+    async with members(node.url) as [member]:
+        await member.join(ROOM)
+        started = asyncio.get_running_loop().time()
+        for data in hostile:
+            ack = await member.update(ROOM, text={"note": encode_update(data)})
+            assert (ack["ok"], ack["error"]) == (False, "invalid_update"), ack
+        assert asyncio.get_running_loop().time() - started < 2.0
+        assert (await member.update(ROOM, set={"ok": 1}))["ok"] is True
