@@ -1,7 +1,8 @@
 """This node's side of presence and signals: which of its connections is which member of
 which room, the presence store kept current, and the events other members get.
 
-Nothing here holds a turn while emitting: events only go on the Broadcaster's queue. A
+Nothing here awaits an emit: the Broadcaster puts events on this node's sockets' queues and
+on its relay queue, both without waiting. A
 closed connection is forgotten at once (`forget` never awaits: python-socketio runs the
 disconnect handler inline wherever the close was noticed); its store entries are removed
 in a task of its own.
