@@ -32,6 +32,15 @@ export function isRetryable(code) {
 }
 
 /**
+ * `error` as a KpkError: itself, or `internal` with its message.
+ * @param {unknown} error
+ */
+export function asKpkError(error) {
+  if (error instanceof KpkError) return error;
+  return new KpkError("internal", error instanceof Error ? error.message : String(error));
+}
+
+/**
  * How long a `rate_limited` answer asks to wait before trying again, in ms (0 otherwise).
  * @param {KpkError} error
  */

@@ -2,16 +2,16 @@
 // applied in rev order, and the catch-up after every reconnect (docs/protocol.md, "a correct
 // client"). The connection itself is the client's; a Room reaches it through a RoomLink.
 
-import { KpkError, KpkEvent, isRetryable, retryAfterMs } from "./error.js";
-import { committedFromWire, makeChange, updatePayload } from "./change.js";
+import { KpkError, KpkEvent, asKpkError } from "./error.js";
+import { makeChange } from "./change.js";
 import { RoomState } from "./room-state.js";
+import { RoomSync } from "./room-sync.js";
 import { Presence } from "./presence.js";
 import { RoomTexts } from "./text.js";
 
 /** @typedef {import("./change.js").Committed} Committed */
 /** @typedef {import("./change.js").State} State */
 /** @typedef {import("./change.js").JSONValue} JSONValue */
-/** @typedef {import("./room-state.js").Outgoing} Outgoing */
 /** @typedef {import("./presence.js").Member} Member */
 /** @typedef {import("./presence.js").PresenceChange} PresenceChange */
 /** @typedef {"connecting" | "live" | "offline" | "error"} Status */
@@ -34,40 +34,21 @@ import { RoomTexts } from "./text.js";
  * @property {number} [retryDelayMs]  first delay before retrying a failed request (default 500)
  */
 
-/** @typedef {"debounce" | "gap" | "retry" | "rejoin"} TimerName */
-
-const MAX_RETRY_DELAY_MS = 5000;
-/** @type {TimerName[]} */
-const TIMERS = ["debounce", "gap", "retry", "rejoin"];
-
 export class Room extends EventTarget {
   #link;
   #state = new RoomState();
   #presence = new Presence();
+  #sync;
   /** @type {Record<string, any>} */
   #meta = {};
   #texts = new RoomTexts((change) => this.update(change));
-  #debounceMs;
-  #gapWaitMs;
-  #retryDelayMs;
-  #retryDelay;
   /** @type {Status} */
   #status = "connecting";
   #wasLive = false;
   /** @type {KpkError | null} */
   #failure = null;
   #closed = false;
-  #joinRun = 0;
-  #joinedOn = -1;
-  #caughtUpOn = -1;
-  /** @type {Promise<void> | null} */
-  #syncing = null;
-  #syncAgain = false;
-  #holding = false; // a change was refused or timed out: send nothing until a sync
-  #due = false;
   #lastCount = 0;
-  /** @type {Record<TimerName, ReturnType<typeof setTimeout> | null>} */
-  #timers = { debounce: null, gap: null, retry: null, rejoin: null };
   /** @type {Set<{resolve: () => void, reject: (error: Error) => void}>} */
   #waiters = new Set();
   /** @type {{resolve: (room: Room) => void, reject: (error: Error) => void}} */
@@ -82,9 +63,25 @@ export class Room extends EventTarget {
     super();
     this.id = id;
     this.#link = link;
-    this.#debounceMs = debounceMs;
-    this.#gapWaitMs = gapWaitMs;
-    this.#retryDelayMs = this.#retryDelay = retryDelayMs;
+    /** @type {import("./room-sync.js").RoomHost} */
+    const host = {
+      id,
+      closed: () => this.#closed,
+      failure: () => this.#failure,
+      meta: () => this.#meta,
+      applied: (applied) => {
+        for (const committed of applied) this.#texts.took(committed);
+        for (const committed of applied) this.#emit("change", committed);
+      },
+      tookWhole: (ack) => this.#texts.tookWhole(ack),
+      tookAck: (ack) => this.#texts.took(ack), // the server's edits made of our sets of texts
+      settled: () => this.#settled(),
+      presenceChanged: (changes) => this.#presenceChanged(changes),
+      dropped: (error, change) => this.#emit("error", { error, change }),
+      fail: (error) => this.#fail(error),
+      statusChanged: () => this.#refreshStatus(),
+    };
+    this.#sync = new RoomSync(host, link, this.#state, this.#presence, { debounceMs, gapWaitMs, retryDelayMs });
     /** Resolves when the room is first live; rejects if the server refuses it. */
     this.ready = new Promise((resolve, reject) => (this.#ready = { resolve, reject }));
     this.ready.catch(() => {});
@@ -145,7 +142,7 @@ export class Room extends EventTarget {
    */
   async setMeta(meta) {
     this.#meta = { ...meta };
-    if (!this.#link.connected || this.#joinedOn !== this.#link.connection) return;
+    if (!this.#link.connected || this.#sync.joinedOn !== this.#link.connection) return;
     await this.#link.request("presence", { room: this.id, meta: this.#meta });
     this.#presenceChanged(this.#presence.metaSet(this.#meta));
   }
@@ -185,13 +182,7 @@ export class Room extends EventTarget {
     const checked = makeChange(change);
     if (!checked.replace && !checked.unset.length && !Object.keys(checked.set).length && !checked.text) return;
     this.#state.edit(checked);
-    if (this.#timers.debounce === null && !this.#due) {
-      this.#timers.debounce = setTimeout(() => {
-        this.#timers.debounce = null;
-        this.#due = true;
-        this.#pump();
-      }, this.#debounceMs);
-    }
+    this.#sync.edited();
     this.#settled();
   }
 
@@ -201,10 +192,8 @@ export class Room extends EventTarget {
    * @returns {Promise<void>}
    */
   flush({ timeoutMs = 10000 } = {}) {
-    this.#clearTimer("debounce");
-    this.#due = this.#state.pending !== null;
-    this.#pump();
-    if (this.#idle()) return Promise.resolve();
+    this.#sync.sendNow();
+    if (this.#sync.idle) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#waiters.delete(waiter);
@@ -227,13 +216,13 @@ export class Room extends EventTarget {
     if (this.#closed) return;
     if (this.#link.connected) await this.flush({ timeoutMs }).catch(() => {});
     this.#closed = true;
-    for (const name of TIMERS) this.#clearTimer(name);
+    this.#sync.stop();
     const closed = new KpkError("closed", `room ${this.id} is closed`);
     for (const waiter of this.#waiters) waiter.reject(closed);
     this.#waiters.clear();
     this.#ready.reject(closed);
     this.#refreshStatus();
-    if (this.#link.connected && this.#joinedOn === this.#link.connection) {
+    if (this.#link.connected && this.#sync.joinedOn === this.#link.connection) {
       await this.#link.request("leave", { room: this.id }).catch(() => {});
     }
     this.#link.release(this);
@@ -258,22 +247,14 @@ export class Room extends EventTarget {
 
   /** The connection came up, went down or changed status. */
   connectionChanged() {
-    const link = this.#link;
     if (this.#closed || this.#failure) return;
-    if (link.connected && this.#joinedOn !== link.connection) {
-      this.#rejoin();
-    } else if (!link.connected) {
-      this.#joinRun++;
-      this.#joinedOn = this.#caughtUpOn = -1;
-      this.#presenceChanged(this.#presence.left());
-    }
+    this.#sync.connectionChanged();
     this.#refreshStatus();
   }
 
   /** @param {unknown} body  an `update` event for this room */
   received(body) {
-    if (this.#closed) return;
-    this.#changed(this.#state.remote(committedFromWire(body)));
+    if (!this.#closed) this.#sync.received(body);
   }
 
   /** @param {unknown} body  a `presence` event for this room */
@@ -292,181 +273,15 @@ export class Room extends EventTarget {
     for (const change of changes) this.#emit("presence", change);
   }
 
-  async #rejoin() {
-    const run = ++this.#joinRun;
-    const link = this.#link;
-    const connection = link.connection;
-    const current = () => run === this.#joinRun && link.connected && link.connection === connection;
-    this.#joinedOn = this.#caughtUpOn = -1;
-    let delay = this.#retryDelayMs;
-    while (!this.#closed && current()) {
-      try {
-        const meta = Object.keys(this.#meta).length ? { meta: this.#meta } : {};
-        this.#presence.joining();
-        const ack = await link.request("join", { room: this.id, ...meta }).catch((error) => {
-          this.#presenceChanged(this.#presence.left());
-          throw error;
-        });
-        if (!current()) return;
-        this.#joinedOn = connection;
-        this.#presenceChanged(this.#presence.joined(ack));
-        this.#texts.tookWhole(ack);
-        const { applied, needsSync } = this.#state.joined(ack.rev, ack.state, ack.tag ?? null);
-        this.#changed(applied);
-        if (needsSync) await this.#sync(); // recognises our changes whose acks were lost, by their ids
-        if (!current()) return;
-        this.#caughtUpOn = connection;
-        this.#holding = false;
-        this.#refreshStatus();
-        this.#checkGap();
-        this.#pump();
-        return;
-      } catch (error) {
-        const failure = asKpkError(error);
-        if (!isRetryable(failure.code)) return this.#fail(failure);
-        if (failure.code === "disconnected") return; // the next connect joins again
-        const wait = Math.max(delay, retryAfterMs(failure));
-        await new Promise((resolve) => (this.#timers.rejoin = setTimeout(resolve, wait)));
-        delay = Math.min(delay * 2, MAX_RETRY_DELAY_MS);
-      }
-    }
-  }
-
-  /** Bring `confirmed` up to date from `rev`; concurrent calls share one run. */
-  #sync() {
-    if (this.#syncing) {
-      this.#syncAgain = true;
-      return this.#syncing;
-    }
-    const run = async () => {
-      do {
-        this.#syncAgain = false;
-        const { rev: since, tag } = this.#state;
-        // With our tag the server answers with the whole state if our history is not the
-        // room's any more (Redis lost data and moved on).
-        const ack = await this.#link.request("sync", { room: this.id, since, ...(tag ? { tag } : {}) });
-        if (ack.state && typeof ack.state === "object") {
-          this.#texts.tookWhole(ack);
-          this.#changed(this.#state.reset(ack.rev, ack.state, ack.tag ?? null));
-        } else {
-          const applied = [];
-          for (const body of ack.changes) applied.push(...this.#state.remote(committedFromWire(body)));
-          this.#changed(applied);
-        }
-      } while (this.#syncAgain);
-    };
-    this.#syncing = run().finally(() => (this.#syncing = null));
-    return this.#syncing;
-  }
-
-  /** A sync outside of a rejoin: after a gap, or before sending a refused change again. */
-  #syncThenSend() {
-    this.#sync().then(
-      () => {
-        this.#holding = false;
-        this.#retryDelay = this.#retryDelayMs;
-        this.#checkGap();
-        this.#pump();
-      },
-      (error) => {
-        const failure = asKpkError(error);
-        if (failure.code === "disconnected" || this.#closed) return; // rejoin does it
-        if (failure.code === "not_joined") return void this.#rejoin();
-        this.#later(() => this.#syncThenSend(), retryAfterMs(failure));
-      },
-    );
-  }
-
-  /** Send what can be sent: changes not sent on this connection, then the pending batch. */
-  #pump() {
-    const link = this.#link;
-    const ready = link.connected && this.#caughtUpOn === link.connection;
-    if (!ready || this.#failure || this.#syncing || this.#holding) return;
-    for (const entry of this.#state.inFlight) if (entry.sentOn !== link.connection) this.#send(entry);
-    // One update in flight at a time: if it were refused while a later one got through,
-    // sending it again would put an older value over a newer one.
-    if (this.#due && this.#state.inFlight.length === 0) {
-      this.#due = false;
-      const entry = this.#state.send(link.nextChangeId(), link.connection);
-      if (entry) this.#send(entry);
-    }
-  }
-
-  /** @param {Outgoing} entry */
-  #send(entry) {
-    const connection = this.#link.connection;
-    entry.sentOn = connection;
-    this.#link.request("update", updatePayload(this.id, entry.id, entry.change)).then(
-      (ack) => {
-        this.#texts.took(ack); // the server's edits made of our sets of texts
-        this.#changed(this.#state.acknowledged(entry.id, ack.rev, ack.tag ?? null));
-        this.#pump();
-      },
-      (error) => this.#refused(entry, asKpkError(error), connection),
-    );
-  }
-
-  /**
-   * @param {Outgoing} entry
-   * @param {KpkError} error
-   * @param {number} connection  the one the change went out on
-   */
-  #refused(entry, error, connection) {
-    if (!isRetryable(error.code)) {
-      if (this.#state.drop(entry.id)) this.#emit("error", { error, change: entry.change });
-      this.#changed([]);
-      this.#pump();
-      return;
-    }
-    if (error.code === "disconnected" || connection !== this.#link.connection || this.#closed) return;
-    if (!this.#state.inFlight.includes(entry)) return;
-    // Unanswered or failed: requests of one connection are handled in order, so a sync sent
-    // now shows whether it was committed; it is sent again (same id) if it was not.
-    entry.sentOn = null;
-    if (error.code === "not_joined") return void this.#rejoin();
-    if (this.#holding) return;
-    this.#holding = true;
-    this.#later(() => this.#syncThenSend(), retryAfterMs(error));
-  }
-
-  /** Sync now when a missing rev cannot be ours; give it a moment when it may be. */
-  #checkGap() {
-    const link = this.#link;
-    if (!this.#state.hasGap) return this.#clearTimer("gap");
-    if (this.#joinedOn !== link.connection || this.#syncing) return;
-    const awaitingAck = this.#state.inFlight.some((entry) => entry.sentOn === link.connection);
-    if (this.#state.held.size > 0 && !awaitingAck) {
-      this.#clearTimer("gap");
-      return this.#syncThenSend();
-    }
-    if (this.#timers.gap !== null) return;
-    this.#timers.gap = setTimeout(() => {
-      this.#timers.gap = null;
-      if (this.#state.hasGap && this.#joinedOn === link.connection) this.#syncThenSend();
-    }, this.#gapWaitMs);
-  }
-
-  /** @param {Committed[]} applied  changes of others just applied to the state */
-  #changed(applied) {
-    for (const committed of applied) this.#texts.took(committed);
-    for (const committed of applied) this.#emit("change", committed);
-    this.#checkGap();
-    this.#settled();
-  }
-
   #settled() {
     const count = this.#state.unacknowledged;
     if (count !== this.#lastCount) {
       this.#lastCount = count;
       this.#emit("pending", { count });
     }
-    if (!this.#idle()) return;
+    if (!this.#sync.idle) return;
     for (const waiter of this.#waiters) waiter.resolve();
     this.#waiters.clear();
-  }
-
-  #idle() {
-    return this.#state.pending === null && this.#state.inFlight.length === 0;
   }
 
   /** @param {KpkError} error */
@@ -483,7 +298,7 @@ export class Room extends EventTarget {
     let status = "connecting";
     if (this.#failure || link.linkStatus === "error") status = "error";
     else if (this.#closed || link.linkStatus === "offline") status = "offline";
-    else if (link.connected && this.#caughtUpOn === link.connection) status = "live";
+    else if (link.connected && this.#sync.caughtUpOn === link.connection) status = "live";
     if (status === this.#status) return;
     this.#status = status;
     const reconnecting = status === "connecting" && this.#wasLive;
@@ -496,35 +311,8 @@ export class Room extends EventTarget {
     this.#emit("status", { status, reconnecting, error: this.#failure ?? link.linkError });
   }
 
-  /**
-   * @param {() => void} step  run after the current retry delay, which then grows
-   * @param {number} [atLeastMs]  what the server asked to wait (rate_limited)
-   */
-  #later(step, atLeastMs = 0) {
-    this.#clearTimer("retry");
-    const delay = this.#retryDelay;
-    this.#retryDelay = Math.min(delay * 2, MAX_RETRY_DELAY_MS);
-    this.#timers.retry = setTimeout(() => {
-      this.#timers.retry = null;
-      if (!this.#closed) step();
-    }, Math.max(delay, atLeastMs));
-  }
-
-  /** @param {TimerName} name */
-  #clearTimer(name) {
-    const timer = this.#timers[name];
-    if (timer !== null) clearTimeout(timer);
-    this.#timers[name] = null;
-  }
-
   /** @param {string} type @param {unknown} detail */
   #emit(type, detail) {
     this.dispatchEvent(new KpkEvent(type, detail));
   }
-}
-
-/** @param {unknown} error */
-function asKpkError(error) {
-  if (error instanceof KpkError) return error;
-  return new KpkError("internal", error instanceof Error ? error.message : String(error));
 }
