@@ -38,6 +38,7 @@ from kpk_io.metrics import Metrics
 from kpk_io.protocol import (
     RESERVED_EVENTS,
     ErrorCode,
+    Event,
     ProtocolError,
     client_secret,
     dedupe_key,
@@ -62,7 +63,7 @@ Ack = dict[str, JSON]
 # is unknown and only a re-send with the same id settles it.
 _UNREACHABLE = {
     "": "the store cannot be reached",
-    "update": "the store did not answer: the update may or may not have been committed; "
+    Event.UPDATE: "the store did not answer: the update may or may not have been committed; "
     "send it again with the same id (a duplicate is answered, not applied)",
 }
 Handler = Callable[[str, object], Awaitable[Ack]]
@@ -112,12 +113,12 @@ class Handlers:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self.join = self._answering("join", self._join, _REQUESTS)
-        self.leave = self._answering("leave", self._leave, _REQUESTS)
-        self.update = self._answering("update", self._update, _UPDATES)
-        self.sync = self._answering("sync", self._sync, _REQUESTS)
-        self.presence = self._answering("presence", self._presence, _REQUESTS)
-        self.signal = self._answering("signal", self._signal, _SIGNALS)
+        self.join = self._answering(Event.JOIN, self._join, _REQUESTS)
+        self.leave = self._answering(Event.LEAVE, self._leave, _REQUESTS)
+        self.update = self._answering(Event.UPDATE, self._update, _UPDATES)
+        self.sync = self._answering(Event.SYNC, self._sync, _REQUESTS)
+        self.presence = self._answering(Event.PRESENCE, self._presence, _REQUESTS)
+        self.signal = self._answering(Event.SIGNAL, self._signal, _SIGNALS)
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: object) -> None:
         """Admit a connection, or refuse it with a connect_error whose data is
@@ -198,7 +199,7 @@ class Handlers:
             with self._metrics.request(event) as outcome:
                 ack = await self._run(event, body, bucket, sid, args[0] if args else None)
                 outcome.of_ack(ack)
-            if event == "update":
+            if event == Event.UPDATE:
                 self._metrics.count_update(ack)
             return ack
 

@@ -34,6 +34,7 @@ from kpk_io.commits import (
     take,
 )
 from kpk_io.limits import DEFAULT_LIMITS, Limits
+from kpk_io.protocol import Event
 from kpk_io.rate import TokenBucket
 from kpk_io.rooms import sio_room
 from kpk_io.store.base import DEFAULT_HISTORY, DEFAULT_HISTORY_BYTES, SECONDS_PER_DAY
@@ -121,7 +122,7 @@ class AsyncPublisher:
         request = parse_signal_request(room, data, self._limits)
         take(self._signals)
         payload = {"room": request.room, "from": None, "data": request.data}
-        await self._emitter.emit("signal", payload, room=sio_room(request.room))
+        await self._emitter.emit(Event.SIGNAL.value, payload, room=sio_room(request.room))
 
     async def aclose(self) -> None:
         await self._store.close()

@@ -20,11 +20,9 @@ from typing import Any
 from kpk_io.broadcast import Broadcaster
 from kpk_io.change import JSON
 from kpk_io.presence import Member, PresenceStore
+from kpk_io.protocol import Event
 
 log = logging.getLogger(__name__)
-
-PRESENCE = "presence"
-SIGNAL = "signal"
 
 
 class Roster:
@@ -95,7 +93,7 @@ class Roster:
 
     def signal(self, sid: str, room: str, data: JSON) -> None:
         payload: dict[str, JSON] = {"room": room, "from": self.member_id(sid), "data": data}
-        self._broadcaster.send(SIGNAL, payload, room, skip_sid=sid, ephemeral=True)
+        self._broadcaster.send(Event.SIGNAL.value, payload, room, skip_sid=sid, ephemeral=True)
 
     def forget(self, sid: str) -> None:
         """A connection closed: its members leave every room now. Never awaits."""
@@ -141,7 +139,7 @@ class Roster:
         self, room: str, change: str, member: Member, skip_sid: str | None = None
     ) -> None:
         payload: dict[str, JSON] = {"room": room, change: [member.to_wire()]}
-        self._broadcaster.send(PRESENCE, payload, room, skip_sid=skip_sid)
+        self._broadcaster.send(Event.PRESENCE.value, payload, room, skip_sid=skip_sid)
 
     async def _remove_all(self, held: list[tuple[str, Member]]) -> None:
         for room, member in held:

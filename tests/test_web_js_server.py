@@ -34,7 +34,7 @@ def test_browser_client_against_a_real_server(
     }
     result = subprocess.run(
         [node, "--test", "--test-concurrency=1", *files],
-        cwd=WEB, env=env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=WEB, env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     summary = [line for line in result.stdout.splitlines() if line.startswith("# ")]
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
