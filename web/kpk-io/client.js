@@ -4,26 +4,13 @@
 
 import { io as bundledIo } from "./socket.io.esm.min.js";
 import { KpkError, KpkEvent } from "./error.js";
+import { OWN_EVENTS, authWith, browserOffline, followPage, randomHex, unreachable } from "./connect.js";
 import { checkRoom } from "./room-path.js";
 import { Room } from "./room.js";
 
 /** @typedef {import("./room.js").RoomOptions} RoomOptions */
 /** @typedef {"connecting" | "connected" | "offline" | "error"} ConnectionStatus */
-/**
- * @typedef {object} ClientOptions
- * @property {string | (() => string | Promise<string>)} [token]  sent as Socket.IO
- *   `auth: {token}` on every (re)connect; a function is asked again each time
- * @property {number} [requestTimeoutMs]  wait this long for an ack (default 10000)
- * @property {number} [connectTimeoutMs]  never connected after this long: status `error` with
- *   KpkError `unreachable`, which rejects `join()` (default 20000)
- * @property {number} [reconnectionDelayMs]  first reconnect delay (default 500)
- * @property {number} [reconnectionDelayMaxMs]  longest reconnect delay (default 5000)
- * @property {number} [randomizationFactor]  jitter of the delays, 0 to 1 (default 0.5)
- * @property {number} [reconnectionAttempts]  give up (status `offline`) after this many (default Infinity)
- * @property {string[]} [transports]  default ["polling", "websocket"], upgrading to WebSocket
- * @property {string} [path]  the server's Socket.IO path (default "/socket.io/")
- * @property {Function} [io]  socket.io-client's `io()`; default the copy served beside this file
- */
+/** @typedef {import("./connect.js").ClientOptions} ClientOptions */
 
 export class KpkClient extends EventTarget {
   #socket;
@@ -226,23 +213,13 @@ export class KpkClient extends EventTarget {
     socket.on("update", (/** @type {any} */ body) => this.#received(body));
     socket.on("presence", (/** @type {any} */ body) => this.#roomOf(body)?.receivedPresence(body));
     socket.on("signal", (/** @type {any} */ body) => this.#roomOf(body)?.receivedSignal(body));
-    if (typeof document === "undefined") return;
-    const flushAll = () => {
-      for (const room of this.#rooms.values()) room.flush().catch(() => {});
-    };
-    const onVisibility = () => document.visibilityState === "hidden" && flushAll();
-    const onOffline = () => !socket.connected && this.#setStatus("offline", this.#error);
-    const onOnline = () => !socket.connected && socket.active && this.#setStatus("connecting", null);
-    addEventListener("pagehide", flushAll);
-    addEventListener("offline", onOffline);
-    addEventListener("online", onOnline);
-    document.addEventListener("visibilitychange", onVisibility);
-    this.#unlisten.push(
-      () => removeEventListener("pagehide", flushAll),
-      () => removeEventListener("offline", onOffline),
-      () => removeEventListener("online", onOnline),
-      () => document.removeEventListener("visibilitychange", onVisibility),
-    );
+    this.#unlisten.push(...followPage({
+      flush: () => {
+        for (const room of this.#rooms.values()) room.flush().catch(() => {});
+      },
+      offline: () => !socket.connected && this.#setStatus("offline", this.#error),
+      online: () => !socket.connected && socket.active && this.#setStatus("connecting", null),
+    }));
   }
 
   /** @param {any} body  an event naming its room */
@@ -314,58 +291,4 @@ export class KpkClient extends EventTarget {
     this.#socket.disconnect();
     this.#setStatus("offline", null);
   }
-}
-
-/**
- * The connect `auth`: the token, and the client's secret, which makes the server's dedupe of
- * re-sent changes (by id) this client's own: no other member can cancel its changes by
- * sending their ids first.
- * @param {string | (() => string | Promise<string>) | undefined} token
- * @param {string} client
- */
-function authWith(token, client) {
-  if (token === undefined) return { client };
-  return (/** @type {(auth: {token: string, client: string}) => void} */ callback) => {
-    // A function that throws is a failed token, like one whose promise rejects.
-    new Promise((resolve) => resolve(typeof token === "function" ? token() : token)).then(
-      (value) => callback({ token: value, client }),
-      (error) => {
-        console.error("kpk-io: the token function failed", error);
-        callback({ token: "", client });
-      },
-    );
-  };
-}
-
-const OWN_EVENTS = new Set([
-  "connect", "disconnect", "connect_error", "join", "leave", "update", "sync", "presence", "signal",
-]);
-
-/**
- * @param {string} url
- * @param {number} ms
- * @param {Error | null} last  the last connection error, if any
- */
-function unreachable(url, ms, last) {
-  const here = typeof location === "undefined" ? null : location.origin;
-  const server = new URL(url, here ?? undefined).origin;
-  let message = `could not connect to ${server} in ${ms / 1000} s`;
-  if (last) message += ` (${last.message})`;
-  if (here && here !== "null" && here !== server) {
-    message += `; a page on ${here} can connect only if kpk-io allows its origin: ` +
-      `start kpk-io with --cors-origins ${here}`;
-  }
-  return new KpkError("unreachable", message);
-}
-
-function browserOffline() {
-  return typeof navigator !== "undefined" && navigator.onLine === false;
-}
-
-/** @param {number} bytes */
-function randomHex(bytes) {
-  const values = new Uint8Array(bytes);
-  if (globalThis.crypto?.getRandomValues) globalThis.crypto.getRandomValues(values);
-  else values.forEach((_, i) => (values[i] = Math.floor(Math.random() * 256)));
-  return Array.from(values, (b) => b.toString(16).padStart(2, "0")).join("");
 }
