@@ -7,8 +7,12 @@ from typing import Any, TypeAlias
 
 from kpk_io.text import merge_text_updates
 
+# A JSON value as kpk-io keeps it: what a room's fields hold, checked by mypy.
+JSONValue: TypeAlias = dict[str, "JSONValue"] | list["JSONValue"] | str | int | float | bool | None
+# A JSON value as it comes off the wire or goes onto it, before or without a check of its
+# shape (acks, request bodies): parsers (protocol.py, from_wire) turn it into typed values.
 JSON: TypeAlias = Any
-State: TypeAlias = dict[str, JSON]
+State: TypeAlias = dict[str, JSONValue]
 
 
 def encode_json(value: JSON) -> str:

@@ -67,7 +67,7 @@ def wire(changes: list[CommittedChange]) -> list[dict[str, object]]:
     return untagged([change.to_wire() for change in changes])
 
 
-def rev_and_state(snapshot: Snapshot) -> tuple[int, dict[str, object]]:
+def rev_and_state(snapshot: Snapshot) -> tuple[int, State]:
     return snapshot.rev, snapshot.state
 
 
