@@ -8,7 +8,7 @@ import { OWN_EVENTS, authWith, browserOffline, followPage, randomHex, unreachabl
 import { checkRoom } from "./room-path.js";
 import { Room } from "./room.js";
 
-/** @typedef {import("./room.js").RoomOptions} RoomOptions */
+/** @typedef {import("./connect.js").RoomOptions} RoomOptions */
 /** @typedef {"connecting" | "connected" | "offline" | "error"} ConnectionStatus */
 /** @typedef {import("./connect.js").ClientOptions} ClientOptions */
 

@@ -1,5 +1,6 @@
 // What a KpkClient's connection needs besides socket.io-client: its options, the connect
-// auth (token and client secret), and the diagnosis of a first connect that failed.
+// auth (token and client secret), the diagnosis of a first connect that failed, and the
+// link through which each Room uses the connection.
 
 import { KpkError } from "./error.js";
 
@@ -95,3 +96,22 @@ export function randomHex(bytes) {
   else values.forEach((_, i) => (values[i] = Math.floor(Math.random() * 256)));
   return Array.from(values, (b) => b.toString(16).padStart(2, "0")).join("");
 }
+
+/**
+ * What a Room needs from its client. `connection` numbers the connections: it changes on
+ * every (re)connect, and a request answered on an older one says nothing about the new one.
+ * @typedef {object} RoomLink
+ * @property {boolean} connected
+ * @property {number} connection
+ * @property {"connecting" | "connected" | "offline" | "error"} linkStatus
+ * @property {Error | null} linkError
+ * @property {(event: string, payload: object) => Promise<any>} request  rejects with KpkError
+ * @property {() => string} nextChangeId
+ * @property {(room: import("./room.js").Room) => void} release  the room is closed
+ */
+/**
+ * @typedef {object} RoomOptions
+ * @property {number} [debounceMs]  batch local edits over this window (default 500)
+ * @property {number} [gapWaitMs]  wait this long for a missing rev before a sync (default 1000)
+ * @property {number} [retryDelayMs]  first delay before retrying a failed request (default 500)
+ */

@@ -16,7 +16,7 @@ export { Room } from "./room.js";
 export { MAX_ROOM_LENGTH, checkRoom, roomFromPath } from "./room-path.js";
 
 /** @typedef {import("./client.js").ClientOptions} ClientOptions */
-/** @typedef {import("./room.js").RoomOptions} RoomOptions */
+/** @typedef {import("./connect.js").RoomOptions} RoomOptions */
 
 /**
  * Connect to `url`, join `roomId` and resolve with the room once it is live. The connection

@@ -8,7 +8,7 @@ import { committedFromWire, updatePayload } from "./change.js";
 /** @typedef {import("./change.js").Committed} Committed */
 /** @typedef {import("./room-state.js").RoomState} RoomState */ /** @typedef {import("./room-state.js").Outgoing} Outgoing */
 /** @typedef {import("./presence.js").Presence} Presence */ /** @typedef {import("./presence.js").PresenceChange} PresenceChange */
-/** @typedef {import("./room.js").RoomLink} RoomLink */
+/** @typedef {import("./connect.js").RoomLink} RoomLink */
 /**
  * What RoomSync tells its Room, and asks it.
  * @typedef {object} RoomHost

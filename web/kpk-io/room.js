@@ -9,30 +9,12 @@ import { RoomSync } from "./room-sync.js";
 import { Presence } from "./presence.js";
 import { RoomTexts } from "./text.js";
 
-/** @typedef {import("./change.js").Committed} Committed */
 /** @typedef {import("./change.js").State} State */
 /** @typedef {import("./change.js").JSONValue} JSONValue */
-/** @typedef {import("./presence.js").Member} Member */
 /** @typedef {import("./presence.js").PresenceChange} PresenceChange */
 /** @typedef {"connecting" | "live" | "offline" | "error"} Status */
-/**
- * What a Room needs from its client. `connection` numbers the connections: it changes on
- * every (re)connect, and a request answered on an older one says nothing about the new one.
- * @typedef {object} RoomLink
- * @property {boolean} connected
- * @property {number} connection
- * @property {"connecting" | "connected" | "offline" | "error"} linkStatus
- * @property {Error | null} linkError
- * @property {(event: string, payload: object) => Promise<any>} request  rejects with KpkError
- * @property {() => string} nextChangeId
- * @property {(room: Room) => void} release  the room is closed
- */
-/**
- * @typedef {object} RoomOptions
- * @property {number} [debounceMs]  batch local edits over this window (default 500)
- * @property {number} [gapWaitMs]  wait this long for a missing rev before a sync (default 1000)
- * @property {number} [retryDelayMs]  first delay before retrying a failed request (default 500)
- */
+/** @typedef {import("./connect.js").RoomLink} RoomLink */
+/** @typedef {import("./connect.js").RoomOptions} RoomOptions */
 
 export class Room extends EventTarget {
   #link;
