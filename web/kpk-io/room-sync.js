@@ -5,10 +5,9 @@
 import { KpkError, asKpkError, isRetryable, retryAfterMs } from "./error.js";
 import { committedFromWire, updatePayload } from "./change.js";
 
-/** @typedef {import("./change.js").Committed} Committed */
+/** @typedef {import("./change.js").Committed} Committed */ /** @typedef {import("./connect.js").RoomLink} RoomLink */
 /** @typedef {import("./room-state.js").RoomState} RoomState */ /** @typedef {import("./room-state.js").Outgoing} Outgoing */
 /** @typedef {import("./presence.js").Presence} Presence */ /** @typedef {import("./presence.js").PresenceChange} PresenceChange */
-/** @typedef {import("./connect.js").RoomLink} RoomLink */
 /**
  * What RoomSync tells its Room, and asks it.
  * @typedef {object} RoomHost
@@ -26,7 +25,6 @@ import { committedFromWire, updatePayload } from "./change.js";
  * @property {() => void} statusChanged
  */
 /** @typedef {"debounce" | "gap" | "retry" | "rejoin"} TimerName */
-
 const MAX_RETRY_DELAY_MS = 5000;
 /** @type {TimerName[]} */
 const TIMERS = ["debounce", "gap", "retry", "rejoin"];
