@@ -73,10 +73,12 @@ class RoomSync:
         if meta := self._meta():
             request["meta"] = meta
         self._presence.joining()
+        self._state.joining()
         try:
             ack = await self._link.request(Event.JOIN, request)
         except KpkError:
             self._presence.left()
+            self._state.left()
             raise
         self._presence.joined(ack)
         self.joined = True
@@ -110,6 +112,7 @@ class RoomSync:
     def disconnected(self) -> None:
         self.joined = False
         self._presence.left()
+        self._state.left()
 
     def reconnected(self) -> None:
         self._spawn_resume(self.rejoin, restart=True)

@@ -61,6 +61,9 @@ class RoomState:
         self.in_flight: list[Outgoing] = []
         self.pending: Change | None = None
         self.ever_joined = False
+        # Updates that overtook the ack of a join on its way: they come after its snapshot
+        # (of the room's current history), so they are applied on top of it, whatever we had.
+        self.early: list[CommittedChange] | None = None
 
     @property
     def view(self) -> State:
@@ -114,6 +117,9 @@ class RoomState:
 
     def remote(self, committed: CommittedChange) -> list[RoomChange]:
         """A committed change from an `update` event or a `sync` result."""
+        if self.early is not None:
+            self.early.append(committed)
+            return []
         entry = None if committed.id is None else self._take_in_flight(committed.id)
         rev = committed.rev
         if rev <= self.rev:
@@ -142,15 +148,27 @@ class RoomState:
         whole = Change(copy.deepcopy(state), replace=True)
         return [RoomChange(self.room, rev, whole, tag=tag, reset=True), *self._advance()]
 
+    def joining(self) -> None:
+        """A join was sent: updates wait for its ack."""
+        self.early = []
+
+    def left(self) -> None:
+        """The join failed or the connection dropped: updates received meanwhile are moot."""
+        self.early = None
+
     def joined(
         self, rev: int, state: State, tag: str | None = None
     ) -> tuple[list[RoomChange], bool]:
         """A join's ack: the changes now applied, and whether a sync must follow."""
         first, self.ever_joined = not self.ever_joined, True
+        early, self.early = self.early or [], None
+        applied, needs_sync = [], (rev, tag) != (self.rev, self.tag)
         if first or rev < self.rev:
             # Behind us only if the server lost data: start over from what it has now.
-            return self.reset(rev, state, tag), False
-        return [], (rev, tag) != (self.rev, self.tag)
+            applied, needs_sync = self.reset(rev, state, tag), False
+        for committed in early:
+            applied += self.remote(committed)
+        return applied, needs_sync
 
     def _take_in_flight(self, change_id: str) -> Outgoing | None:
         for index, entry in enumerate(self.in_flight):

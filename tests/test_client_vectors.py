@@ -125,6 +125,10 @@ def _step(room: RoomState, step: Case) -> tuple[list[RoomChange], bool | None]:
         if kind == "join":
             return room.joined(args["rev"], state, args.get("tag"))
         return room.reset(args["rev"], state, args.get("tag")), None
+    elif kind == "joining":
+        room.joining()
+    elif kind == "left":
+        room.left()
     else:
         assert kind == "disconnect", kind
     return [], None

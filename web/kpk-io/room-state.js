@@ -41,6 +41,10 @@ export class RoomState {
     /** @type {Change | null} */
     this.pending = null;
     this.everJoined = false;
+    /** Updates that overtook the ack of a join on its way: they come after its snapshot (of
+     * the room's current history), so they are applied on top of it, whatever we had. */
+    /** @type {Committed[] | null} */
+    this.early = null;
   }
 
   /** The state as this client sees it: confirmed, then its own changes on top. */
@@ -115,6 +119,10 @@ export class RoomState {
    * @returns {Committed[]} changes of others now applied
    */
   remote(committed) {
+    if (this.early) {
+      this.early.push(committed);
+      return [];
+    }
     const entry = committed.id === undefined ? undefined : this.#takeInFlight(committed.id);
     const rev = committed.rev;
     if (rev <= this.rev) return []; // known already (or covered by a whole state)
@@ -165,12 +173,28 @@ export class RoomState {
    */
   joined(rev, state, tag = null) {
     const first = !this.everJoined;
+    const early = this.early ?? [];
     this.everJoined = true;
+    this.early = null;
+    let applied = [];
+    let needsSync = rev !== this.rev || tag !== this.tag;
     if (first || rev < this.rev) {
       // Behind us only if the server lost data: start over from what it has now.
-      return { applied: this.reset(rev, state, tag), needsSync: false };
+      applied = this.reset(rev, state, tag);
+      needsSync = false;
     }
-    return { applied: [], needsSync: rev !== this.rev || tag !== this.tag };
+    for (const committed of early) applied.push(...this.remote(committed));
+    return { applied, needsSync };
+  }
+
+  /** A join was sent: updates wait for its ack. */
+  joining() {
+    this.early = [];
+  }
+
+  /** The join failed or the connection dropped: updates received meanwhile are moot. */
+  left() {
+    this.early = null;
   }
 
   /** @param {string} id */

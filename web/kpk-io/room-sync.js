@@ -34,9 +34,7 @@ export class RoomSync {
   #link;
   #state;
   #presence;
-  #debounceMs;
-  #gapWaitMs;
-  #retryDelayMs;
+  #options;
   #retryDelay;
   #joinRun = 0;
   /** The connection this room joined on, and the one it caught up on (-1: none). */
@@ -57,14 +55,13 @@ export class RoomSync {
    * @param {Presence} presence
    * @param {{debounceMs: number, gapWaitMs: number, retryDelayMs: number}} options
    */
-  constructor(host, link, state, presence, { debounceMs, gapWaitMs, retryDelayMs }) {
+  constructor(host, link, state, presence, options) {
     this.#host = host;
     this.#link = link;
     this.#state = state;
     this.#presence = presence;
-    this.#debounceMs = debounceMs;
-    this.#gapWaitMs = gapWaitMs;
-    this.#retryDelayMs = this.#retryDelay = retryDelayMs;
+    this.#options = options;
+    this.#retryDelay = options.retryDelayMs;
   }
 
   /** Whether nothing is waiting to be sent or acknowledged. */
@@ -79,7 +76,7 @@ export class RoomSync {
       this.#timers.debounce = null;
       this.#due = true;
       this.#pump();
-    }, this.#debounceMs);
+    }, this.#options.debounceMs);
   }
 
   /** Send what is pending now, without waiting for the debounce window. */
@@ -101,6 +98,7 @@ export class RoomSync {
     } else if (!link.connected) {
       this.#joinRun++;
       this.joinedOn = this.caughtUpOn = -1;
+      this.#state.left();
       this.#host.presenceChanged(this.#presence.left());
     }
   }
@@ -116,7 +114,7 @@ export class RoomSync {
     const connection = link.connection;
     const current = () => run === this.#joinRun && link.connected && link.connection === connection;
     this.joinedOn = this.caughtUpOn = -1;
-    let delay = this.#retryDelayMs;
+    let delay = this.#options.retryDelayMs;
     while (!this.#host.closed() && current()) {
       try {
         await this.#join(connection, current);
@@ -136,8 +134,10 @@ export class RoomSync {
   async #join(connection, current) {
     const meta = this.#host.meta();
     this.#presence.joining();
+    this.#state.joining();
     const body = { room: this.#host.id, ...(Object.keys(meta).length ? { meta } : {}) };
     const ack = await this.#link.request("join", body).catch((error) => {
+      this.#state.left();
       this.#host.presenceChanged(this.#presence.left());
       throw error;
     });
@@ -188,7 +188,7 @@ export class RoomSync {
     this.#sync().then(
       () => {
         this.#holding = false;
-        this.#retryDelay = this.#retryDelayMs;
+        this.#retryDelay = this.#options.retryDelayMs;
         this.#checkGap();
         this.#pump();
       },
@@ -267,7 +267,7 @@ export class RoomSync {
     this.#timers.gap = setTimeout(() => {
       this.#timers.gap = null;
       if (this.#state.hasGap && this.joinedOn === link.connection) this.#syncThenSend();
-    }, this.#gapWaitMs);
+    }, this.#options.gapWaitMs);
   }
 
   /** @param {Committed[]} applied  changes of others just applied to the state */

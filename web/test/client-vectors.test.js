@@ -104,6 +104,12 @@ function drive(room, step) {
       return { applied: room.reset(args.rev, structuredClone(args.state), args.tag ?? null), needsSync: null };
     case "join":
       return room.joined(args.rev, structuredClone(args.state), args.tag ?? null);
+    case "joining":
+      room.joining();
+      return none;
+    case "left":
+      room.left();
+      return none;
     case "disconnect":
       return none;
     default:
