@@ -1,24 +1,15 @@
 """One short coroutine per event: parse, check membership, store, answer.
 
 Every request gets an ack: python-socketio sends none when a handler raises, so failures are
-turned into `{ok: false, error, message}` here. Requests of one connection run one at a time
-in arrival order (python-socketio starts a task per event, and the tasks reach their first
-await in arrival order, so a FIFO lock taken first thing keeps that order); that is what
-makes one connection's updates commit in the order it sent them.
-
-Signals and presence requests are not room state: they need no order with updates and syncs,
-so they do not wait behind them (an update can hold the turn for seconds while Redis stalls).
-They keep their order with joins and leaves (a signal sent right after a join, before its
-ack, counts as the member's): while a join or leave, or a signal or presence request queued
-behind one, is pending, they take the turn like any request. Presence requests also run one
-at a time among themselves, so the last meta sent is the one kept.
+turned into `{ok: false, error, message}` here. Each request waits for its connection's turn
+(kpk_io/turn.py) first thing: one connection's updates commit in the order it sent them,
+while its signals and presence requests never wait behind them.
 """
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import wraps
 from operator import attrgetter
@@ -54,6 +45,7 @@ from kpk_io.rate import TokenBucket
 from kpk_io.roster import Roster
 from kpk_io.store.base import Conflict, Duplicate, StateStore, StoreUnavailable, TooLarge
 from kpk_io.text_commit import commit_change
+from kpk_io.turn import Turn
 
 log = logging.getLogger(__name__)
 
@@ -78,20 +70,14 @@ class _Connection:
     updates: TokenBucket
     requests: TokenBucket  # joins, leaves, syncs, presence and any other event
     signals: TokenBucket
-    # Taken first thing by each request, so one connection's requests run in arrival order.
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # Presence requests one at a time (they may skip `lock`: see the module's docstring).
-    meta_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # Joins and leaves pending, and signals and presence requests queued behind them.
-    gated: int = 0
+    # Taken first thing by each request: the order its requests run in.
+    turn: Turn = field(default_factory=Turn)
 
 
 Bucket = Callable[[_Connection], TokenBucket]
 _UPDATES: Bucket = attrgetter("updates")
 _REQUESTS: Bucket = attrgetter("requests")
 _SIGNALS: Bucket = attrgetter("signals")
-_MEMBERSHIP = frozenset({"join", "leave"})
-_UNORDERED = frozenset({"signal", "presence"})  # no order with updates and syncs
 
 
 class Handlers:
@@ -192,7 +178,7 @@ class Handlers:
         return limited or _error(ErrorCode.UNKNOWN_EVENT, message)
 
     def _answering(
-        self, event: str, body: Handler, bucket: Bucket
+        self, event: Event, body: Handler, bucket: Bucket
     ) -> Callable[..., Awaitable[Ack]]:
         @wraps(body)
         async def handler(sid: str, *args: object) -> Ack:
@@ -205,7 +191,9 @@ class Handlers:
 
         return handler
 
-    async def _run(self, event: str, body: Handler, bucket: Bucket, sid: str, data: object) -> Ack:
+    async def _run(
+        self, event: Event, body: Handler, bucket: Bucket, sid: str, data: object
+    ) -> Ack:
         connection = self._connections.get(sid)
         if self._draining:
             return _error(ErrorCode.UNAVAILABLE, "the server is shutting down")
@@ -218,7 +206,7 @@ class Handlers:
         self._in_flight += 1
         self._idle.clear()
         try:
-            async with self._turn(connection, event):
+            async with connection.turn.take(event):
                 if self._connections.get(sid) is not connection:  # closed while queued
                     return _error(ErrorCode.UNAVAILABLE, "the connection is closing")
                 room = data.get("room") if isinstance(data, dict) else None
@@ -228,23 +216,6 @@ class Handlers:
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
-
-    @staticmethod
-    @contextlib.asynccontextmanager
-    async def _turn(connection: _Connection, event: str) -> AsyncIterator[None]:
-        """The connection's turn for `event`: see the module's docstring."""
-        unordered = event in _UNORDERED
-        gated = event in _MEMBERSHIP or (unordered and connection.gated > 0)
-        connection.gated += gated
-        try:
-            async with contextlib.AsyncExitStack() as turn:
-                if gated or not unordered:
-                    await turn.enter_async_context(connection.lock)
-                if event == "presence":
-                    await turn.enter_async_context(connection.meta_lock)
-                yield
-        finally:
-            connection.gated -= gated
 
     async def _answer(self, event: str, body: Handler, sid: str, data: object) -> Ack:
         try:
