@@ -23,14 +23,15 @@ $(PY):
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { echo "python3 -m venv needs ensurepip: apt-get install python3-venv" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-# Editable, so the service and the tests run the code of this checkout. Installed again
+# Editable, so the service and the tests run the code of this checkout; the tests run with
+# the speed extra (uvloop, hiredis, orjson), as the Docker image does. Installed again
 # whenever pyproject.toml changes.
 $(VENV)/.serve: pyproject.toml | $(PY)
 	$(PIP) -e .
 	touch $@
 
 $(VENV)/.test: pyproject.toml | $(PY)
-	$(PIP) -e '.[test]'
+	$(PIP) -e '.[test,speed]'
 	touch $@ $(VENV)/.serve
 
 lint: $(VENV)/.test
