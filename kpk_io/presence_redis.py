@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -31,6 +30,7 @@ from redis.exceptions import RedisError
 from kpk_io.change import encode_json
 from kpk_io.presence import Member, member_from_wire
 from kpk_io.store.base import StoreUnavailable
+from kpk_io.store.redis import blocking_client
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class RedisPresence:
         self._beaten = False
         # Every command here is idempotent, so one lost connection (a pooled one from before
         # a Redis restart) is retried once; a timeout is not: that would double a stall.
-        self._redis = aioredis.Redis.from_url(
+        self._redis = blocking_client(  # waits for a free connection in a burst of joins
             url, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT,
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )

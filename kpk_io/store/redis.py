@@ -82,12 +82,12 @@ class RedisStateStore:
         self._history_bytes = history_bytes
         self._ttl_ms = max(1, round(room_ttl * 1000)) if room_ttl > 0 else 0
         common: dict[str, Any] = {"socket_timeout": _TIMEOUT, "socket_connect_timeout": _TIMEOUT}
-        self._redis = _client(url, **common)
+        self._redis = blocking_client(url, **common)
         # A commit is retried by _commit_with_retries() itself, with a dedupe key that makes
         # the retry idempotent; redis-py's own retry could apply a change twice. The feed
         # must not reconnect silently inside redis-py either: every interruption has to
         # reach RedisFeed, which then has the hub catch up.
-        self._writer = _client(url, retry=Retry(NoBackoff(), 0), **common)
+        self._writer = blocking_client(url, retry=Retry(NoBackoff(), 0), **common)
         commit = self._writer.register_script(_script("commit.lua"))
         self._commit = ScriptBatch(self._writer, commit)  # a turn's commits: one pipeline
         self._changes = self._redis.register_script(_script("changes_since.lua"))
@@ -276,7 +276,7 @@ class RedisStateStore:
         await self._writer.aclose()
 
 
-def _client(url: str, **options: Any) -> aioredis.Redis:
+def blocking_client(url: str, **options: Any) -> aioredis.Redis:
     """A client whose pool, when all its connections are busy, waits (up to _TIMEOUT) for
     one: redis-py's default pool fails at once ("Too many connections", past 100), and a
     burst of joins or commits was answered `unavailable`."""
