@@ -5,9 +5,7 @@ Precedence: command-line flags, then KPK_IO_* environment variables, then the TO
 stops the process with a message naming where it came from.
 """
 
-import ipaddress
 import os
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -15,12 +13,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from kpk_io.config_values import PARSERS, optional_text, readable_file
 from kpk_io.store.base import DEFAULT_HISTORY, DEFAULT_HISTORY_BYTES
 from kpk_io.store.redis import DEFAULT_PREFIX
 
 ENV_PREFIX = "KPK_IO_"
-_REDIS_SCHEMES = {"redis", "rediss", "unix", "valkey", "valkeys"}
-_LOG_LEVELS = {"debug", "info", "warning", "error"}
 
 
 class ConfigError(ValueError):
@@ -77,84 +74,6 @@ class Settings:
     admin_password: str | None = None
 
 
-def _text(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError("expected a string")
-    return value
-
-
-def _optional_text(value: object) -> str | None:
-    return _text(value) or None
-
-
-def _int_between(low: int, high: int) -> Callable[[object], int]:
-    def parse(value: object) -> int:
-        try:
-            number = int(value) if isinstance(value, str | int) else None
-        except ValueError:
-            number = None
-        if isinstance(value, bool) or number is None or not low <= number <= high:
-            raise ValueError(f"expected a whole number from {low} to {high}")
-        return number
-
-    return parse
-
-
-def _compression(value: object) -> int:
-    """`off` (or 0): no permessage-deflate; N: compress WebSocket messages above N bytes."""
-    if value in ("off", "false", False):
-        return 0
-    return _int_between(0, 1 << 30)(value)
-
-
-def _rate(value: object) -> float:
-    try:
-        number = float(value) if isinstance(value, str | int | float) else -1.0
-    except ValueError:
-        number = -1.0
-    if isinstance(value, bool) or not 0 <= number <= 1_000_000:
-        raise ValueError("expected a number per second from 0 (off) to 1000000")
-    return number
-
-
-def _seconds(value: object) -> float:
-    try:
-        number = float(value) if isinstance(value, str | int | float) else -1.0
-    except ValueError:
-        number = -1.0
-    if isinstance(value, bool) or not 0 < number <= 300:
-        raise ValueError("expected a number of seconds above 0 and at most 300")
-    return number
-
-
-def _bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = _text(value).strip().lower()
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError("expected true or false")
-
-
-def _redis_url(value: object) -> str | None:
-    url = _optional_text(value)
-    if url is None:
-        return None
-    parts = urlsplit(url)
-    if parts.scheme not in _REDIS_SCHEMES:
-        raise ValueError(f"expected a URL with scheme {', '.join(sorted(_REDIS_SCHEMES))}")
-    try:
-        parts.port  # noqa: B018 (parsed on access: raises for a port that is no number)
-    except ValueError:
-        raise ValueError("the port is not a number from 0 to 65535") from None
-    database = parts.path.lstrip("/")
-    if parts.scheme != "unix" and database and not database.isdigit():
-        raise ValueError("the database (the path) must be a number, as in /0")
-    return url
-
-
 def redact_url(url: str) -> str:
     """`url` with its password, if it has one, replaced by ***: fit for a log line."""
     parts = urlsplit(url)
@@ -163,44 +82,6 @@ def redact_url(url: str) -> str:
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return parts._replace(netloc=f"{user}:***@{host}").geturl()
-
-
-def _key_prefix(value: object) -> str:
-    prefix = _text(value)
-    if "{" in prefix or "}" in prefix:
-        raise ValueError("must not contain { or }: they would break Redis Cluster hash tags")
-    return prefix
-
-
-def _text_list(value: object, what: str) -> tuple[str, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
-        raise ValueError(f"expected a comma-separated list of {what}")
-    return tuple(item.strip() for item in items if item.strip())
-
-
-_ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
-
-
-def _origins(value: object) -> tuple[str, ...]:
-    origins = _text_list(value, "origins, or *")
-    for origin in origins:
-        if origin != "*" and not _ORIGIN.fullmatch(origin):
-            raise ValueError(
-                f"{origin!r} is not an origin: expected scheme://host[:port] "
-                "(such as https://app.example.com), or *"
-            )
-    return origins
-
-
-def _networks(value: object) -> tuple[str, ...]:
-    networks = _text_list(value, "addresses or CIDRs")
-    for network in networks:
-        try:
-            ipaddress.ip_network(network, strict=False)
-        except ValueError:
-            raise ValueError(f"{network!r} is not an IP address or CIDR") from None
-    return networks
 
 
 # RFC 7518: an HS256 key should be at least as long as the hash (256 bits). A shorter one is
@@ -212,63 +93,6 @@ def weak_jwt_secret(secret: str | None) -> bool:
     """Whether `secret` is shorter than RFC 7518 recommends for HS256."""
     return secret is not None and len(secret.encode()) < MIN_JWT_SECRET_BYTES
 
-
-def _readable_file(value: object) -> str | None:
-    path = _optional_text(value)
-    if path is not None and not Path(path).is_file():
-        raise ValueError("expected the path of a readable PEM file")
-    return path
-
-
-def _log_level(value: object) -> str:
-    level = _text(value).lower()
-    if level not in _LOG_LEVELS:
-        raise ValueError(f"expected one of {', '.join(sorted(_LOG_LEVELS))}")
-    return level
-
-
-_PARSERS: dict[str, Callable[[object], Any]] = {
-    "host": _text,
-    "port": _int_between(0, 65535),
-    "redis_url": _redis_url,
-    "key_prefix": _key_prefix,
-    "history": _int_between(1, 100_000),
-    "max_rooms": _int_between(1, 100_000),
-    "cors_origins": _origins,
-    "api_key": _optional_text,
-    "log_level": _log_level,
-    "log_json": _bool,
-    "access_log": _bool,
-    "shutdown_timeout": _seconds,
-    "ping_interval": _seconds,
-    "ws_compression": _compression,
-    "max_buffered_bytes": _int_between(16 * 1024, 1 << 30),
-    "ping_timeout": _seconds,
-    "room_ttl": _int_between(0, 36_500),
-    "history_bytes": _int_between(1024, 1 << 40),
-    "jwt_secret": _optional_text,
-    "jwt_public_key": _readable_file,
-    "jwt_leeway": _int_between(0, 3600),
-    "jwt_audience": _optional_text,
-    "jwt_issuer": _optional_text,
-    "max_payload": _int_between(1024, 1 << 30),
-    "max_update_bytes": _int_between(64, 1 << 30),
-    "max_state_bytes": _int_between(64, 1 << 30),
-    "max_fields": _int_between(1, 1_000_000),
-    "max_field_name": _int_between(1, 65_536),
-    "max_depth": _int_between(1, 64),
-    "rate_limit": _rate,
-    "rate_burst": _int_between(1, 1_000_000),
-    "join_rate": _rate,
-    "join_burst": _int_between(1, 1_000_000),
-    "signal_rate": _rate,
-    "signal_burst": _int_between(1, 1_000_000),
-    "presence_ttl": _seconds,
-    "max_connections_per_address": _int_between(0, 1_000_000),
-    "trusted_proxies": _networks,
-    "admin_user": _optional_text,
-    "admin_password": _optional_text,
-}
 
 # One line of `kpk-io serve --help` per setting; the flag is --name-with-dashes.
 HELP: dict[str, str] = {
@@ -342,7 +166,7 @@ def load_settings(
             raw = layer.get(field.name)
             if raw is not None:
                 try:
-                    values[field.name] = _PARSERS[field.name](raw)
+                    values[field.name] = PARSERS[field.name](raw)
                 except ValueError as exc:
                     shown = _shown(field.name, raw)
                     raise ConfigError(f"{label(field.name)}: {exc}; got {shown}") from None
@@ -372,7 +196,7 @@ def _shown(name: str, raw: object) -> str:
 def environ_settings(environ: Mapping[str, str]) -> dict[str, object]:
     """The settings given as KPK_IO_* variables."""
     found: dict[str, object] = {}
-    for name in _PARSERS:
+    for name in PARSERS:
         key = f"{ENV_PREFIX}{name.upper()}"
         if key in environ:
             found[name] = environ[key]
@@ -386,7 +210,7 @@ def _from_toml(path: str) -> dict[str, object]:
         raise ConfigError(f"config file {path}: cannot read it ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
-    unknown = sorted(set(data) - set(_PARSERS))
+    unknown = sorted(set(data) - set(PARSERS))
     if unknown:
         raise ConfigError(f"config file {path}: unknown settings {unknown}")
     return data
@@ -411,12 +235,12 @@ def signing_settings(
     KPK_IO_JWT_PRIVATE_KEY must not stop). Raises ConfigError for a bad value."""
     env = os.environ if environ is None else environ
     parsers = {
-        "audience": ("JWT_AUDIENCE", _optional_text),
-        "issuer": ("JWT_ISSUER", _optional_text),
+        "audience": ("JWT_AUDIENCE", optional_text),
+        "issuer": ("JWT_ISSUER", optional_text),
     }
     if keys:
-        parsers["secret"] = ("JWT_SECRET", _optional_text)
-        parsers["private_key"] = ("JWT_PRIVATE_KEY", _readable_file)
+        parsers["secret"] = ("JWT_SECRET", optional_text)
+        parsers["private_key"] = ("JWT_PRIVATE_KEY", readable_file)
     values: dict[str, str | None] = {}
     for name, (variable, parse) in parsers.items():
         raw = env.get(ENV_PREFIX + variable)
