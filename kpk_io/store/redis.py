@@ -49,7 +49,7 @@ _COMMIT_ATTEMPTS = 3
 _TIMEOUT = 2.0
 # Watched rooms are renewed every quarter of the retention, and at least this often (seconds).
 _RENEW_EVERY_MAX = 3600.0
-_MAX_CONNECTIONS = 64  # per client; commits are pipelined (ScriptBatch), reads are short
+_MAX_CONNECTIONS = 256  # per client: a burst of joins waits less (redis-py wakes every waiter)
 _SCANS_PER_PAGE = 20
 
 
