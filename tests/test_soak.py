@@ -12,7 +12,7 @@ import pytest
 from benchmarks.soak.plan import FAULT_KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
-ARGS = ["--duration", "40", "--nodes", "2", "--clients", "10", "--rooms", "4",
+ARGS = ["--duration", "60", "--nodes", "2", "--clients", "10", "--rooms", "4",
         "--silent", "2", "--workers", "2", "--fault-every", "7", "--probe-every", "10"]
 
 
