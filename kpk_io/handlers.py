@@ -10,19 +10,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from functools import wraps
 from operator import attrgetter
-from typing import Any
-
-import socketio
 
 from kpk_io.access import AccessControl
-from kpk_io.address import ConnectionCounts, TrustedProxies
 from kpk_io.change import JSON
 from kpk_io.config import Settings
+from kpk_io.connections import Connection, Connections
 from kpk_io.hub import Hub
-from kpk_io.identity import Identity, Unauthorized
 from kpk_io.limits import Limits
 from kpk_io.logs import bind_request
 from kpk_io.metrics import Metrics
@@ -31,7 +26,6 @@ from kpk_io.protocol import (
     ErrorCode,
     Event,
     ProtocolError,
-    client_secret,
     dedupe_key,
     ok,
     parse_join_meta,
@@ -45,7 +39,6 @@ from kpk_io.rate import TokenBucket
 from kpk_io.roster import Roster
 from kpk_io.store.base import Conflict, Duplicate, StateStore, StoreUnavailable, TooLarge
 from kpk_io.text_commit import commit_change
-from kpk_io.turn import Turn
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +54,7 @@ _UNREACHABLE = {
 Handler = Callable[[str, object], Awaitable[Ack]]
 
 
-@dataclass
-class _Connection:
-    # Whose change ids these are: the client's secret from the connect auth, which survives
-    # reconnects, else the socket id. Ids are only unique per sender.
-    sender: str
-    address: str
-    updates: TokenBucket
-    requests: TokenBucket  # joins, leaves, syncs, presence and any other event
-    signals: TokenBucket
-    # Taken first thing by each request: the order its requests run in.
-    turn: Turn = field(default_factory=Turn)
-
-
-Bucket = Callable[[_Connection], TokenBucket]
+Bucket = Callable[[Connection], TokenBucket]
 _UPDATES: Bucket = attrgetter("updates")
 _REQUESTS: Bucket = attrgetter("requests")
 _SIGNALS: Bucket = attrgetter("signals")
@@ -90,11 +70,11 @@ class Handlers:
         self._access = access
         self._max_rooms = settings.max_rooms
         self._limits = Limits.from_settings(settings)
-        self._proxies = TrustedProxies(settings.trusted_proxies)
-        self._per_address = ConnectionCounts(settings.max_connections_per_address)
         self._hub = hub
         self._metrics = metrics
-        self._connections: dict[str, _Connection] = {}
+        self._connections = Connections(hub, metrics, settings, access, roster)
+        self.connect = self._connections.connect
+        self.disconnect = self._connections.disconnect
         self._draining = False
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -105,60 +85,6 @@ class Handlers:
         self.sync = self._answering(Event.SYNC, self._sync, _REQUESTS)
         self.presence = self._answering(Event.PRESENCE, self._presence, _REQUESTS)
         self.signal = self._answering(Event.SIGNAL, self._signal, _SIGNALS)
-
-    async def connect(self, sid: str, environ: dict[str, Any], auth: object) -> None:
-        """Admit a connection, or refuse it with a connect_error whose data is
-        {error, message}: python-socketio gives the client no answer at all for any other
-        exception, and keeps the half-made connection."""
-        try:
-            identity = self._authenticate(auth)
-            connection = self._admit(sid, environ, auth)
-        except ProtocolError as exc:
-            log.info("connection refused: %s %s", exc.code, exc.message)
-            raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_data()) from None
-        except Exception:
-            log.exception("connect failed")
-            data = ProtocolError(ErrorCode.INTERNAL, "internal error").to_data()
-            raise socketio.exceptions.ConnectionRefusedError("internal error", data) from None
-        self._connections[sid] = connection
-        self._access.start(sid, identity)
-        self._metrics.connections.inc()
-
-    def _authenticate(self, auth: object) -> Identity | None:
-        """The identity of the connect `auth`'s token; None when auth is off."""
-        try:
-            return self._access.admit(auth)
-        except Unauthorized as exc:
-            raise ProtocolError(ErrorCode.UNAUTHORIZED, exc.message) from None
-
-    def _admit(self, sid: str, environ: dict[str, Any], auth: object) -> _Connection:
-        secret = client_secret(auth)
-        request = environ.get("aiohttp.request")
-        # engineio's aiohttp driver sets REMOTE_ADDR to 127.0.0.1 for everyone.
-        peer = getattr(request, "remote", None)
-        address = self._proxies.client_address(peer, environ.get("HTTP_X_FORWARDED_FOR"))
-        if not self._per_address.admit(address):
-            message = f"too many connections from {address}; close one first"
-            raise ProtocolError(ErrorCode.TOO_MANY_CONNECTIONS, message)
-        return _Connection(
-            secret or sid,
-            address,
-            TokenBucket(self._limits.updates),
-            TokenBucket(self._limits.requests),
-            TokenBucket(self._limits.signals),
-        )
-
-    async def disconnect(self, sid: str, reason: object = None) -> None:
-        # Waits for nothing (not even this connection's running requests): python-socketio
-        # runs it inline wherever the close was noticed, engineio's service task included.
-        connection = self._connections.pop(sid, None)
-        if connection is None:
-            return
-        self._metrics.connections.dec()
-        self._per_address.release(connection.address)
-        self._hub.forget(sid)
-        self._roster.forget(sid)  # others see it leave now; never awaits
-        self._access.forget(sid)
 
     @property
     def connection_count(self) -> int:
@@ -243,7 +169,7 @@ class Handlers:
             raise ProtocolError(ErrorCode.TOO_MANY_ROOMS, message)
         was_member = self._hub.is_member(sid, room)
         snapshot = await self._hub.join(sid, room)
-        if sid not in self._connections:  # closed while joining: nobody will leave for it
+        if self._connections.get(sid) is None:  # closed while joining: nobody will leave for it
             await self._hub.leave(sid, room)
             raise ProtocolError(ErrorCode.UNAVAILABLE, "the connection is closing")
         try:
@@ -276,7 +202,7 @@ class Handlers:
             request.change,
             base_rev=request.base_rev,
             change_id=request.id,
-            dedupe_key=dedupe_key(self._sender(sid), request.id),
+            dedupe_key=dedupe_key(self._connections.sender(sid), request.id),
             origin=sid,
             by=self._access.by(sid),
         )
@@ -319,10 +245,6 @@ class Handlers:
         self._require_member(sid, request.room)  # read-only members may signal too
         self._roster.signal(sid, request.room, request.data)
         return ok()
-
-    def _sender(self, sid: str) -> str:
-        connection = self._connections.get(sid)
-        return connection.sender if connection is not None else sid
 
     def _require_member(self, sid: str, room: str) -> None:
         if not self._hub.is_member(sid, room):
