@@ -16,14 +16,12 @@ change it) or whose `rooms` or `read_rooms` do (to read it), whose changes carry
 listing every room takes the API key or a token with the pattern `*`. No usable credential
 is 401 `unauthorized`; a room the token does not allow is 403 `forbidden`. Every GET (the
 list too) takes a token from the client address's bucket of reads, PATCH and DELETE from its
-bucket of updates. Errors, unknown /api/ paths and methods too (api_errors.py), are
-`{error, message}` (plus `rev` for a conflict) with the protocol's codes; docs/deployment.md
-lists the status of each.
+bucket of updates. Errors (api_guard.py), unknown /api/ paths and methods too
+(api_errors.py), are `{error, message}` (plus `rev` for a conflict) with the protocol's
+codes; docs/deployment.md lists the status of each.
 """
 
-import hmac
 import json
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -32,6 +30,7 @@ from aiohttp import web
 
 from kpk_io.address import TrustedProxies, limited_by
 from kpk_io.api_errors import api_errors
+from kpk_io.api_guard import Action, Credentials, Guard
 from kpk_io.change import JSON
 from kpk_io.commits import (
     PublishError,
@@ -42,7 +41,7 @@ from kpk_io.commits import (
     take,
 )
 from kpk_io.config import Settings
-from kpk_io.identity import API_KEY_IDENTITY, Identity, TokenVerifier, Unauthorized
+from kpk_io.identity import Identity, TokenVerifier
 from kpk_io.limits import Limits
 from kpk_io.logs import bind_request
 from kpk_io.metrics import Metrics
@@ -52,28 +51,10 @@ from kpk_io.rate import KeyedBuckets
 from kpk_io.rooms import InvalidRoom, check_room, decode_uri_component
 from kpk_io.store.base import MAX_PAGE, StateStore, StoreUnavailable
 
-log = logging.getLogger(__name__)
-
 ROOMS_PATH = "/api/rooms"
 # Any one segment: aiohttp's default `[^{}/]+` would answer 404 for rooms with braces.
 ROOM_PATH = "/api/rooms/{room:[^/]+}"
-API_DISABLED = "api_disabled"
-UNAUTHORIZED = "unauthorized"
-
-_STATUS = {
-    ErrorCode.INVALID_REQUEST: 400,
-    ErrorCode.INVALID_ROOM: 400,
-    ErrorCode.INVALID_UPDATE: 400,
-    ErrorCode.FORBIDDEN: 403,
-    ErrorCode.CONFLICT: 409,
-    ErrorCode.TOO_LARGE: 413,
-    ErrorCode.RATE_LIMITED: 429,
-    ErrorCode.UNAVAILABLE: 503,
-}
-
-Action = Callable[[web.Request, Identity], Awaitable[dict[str, JSON]]]
 RoomAction = Callable[[web.Request, str, Identity], Awaitable[dict[str, JSON]]]
-Endpoint = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def add_api_routes(
@@ -82,7 +63,7 @@ def add_api_routes(
 ) -> None:
     app.middlewares.append(api_errors)  # unknown /api/ paths and methods: the JSON body
     rooms = _RoomApi(store, presence, metrics, settings)
-    guard = _Guard(_Credentials(settings.api_key, verifier), metrics)
+    guard = Guard(Credentials(settings.api_key, verifier), metrics)
     app.router.add_get(ROOMS_PATH, guard.endpoint("api_list", rooms.list))
     app.router.add_get(ROOM_PATH, guard.endpoint("api_get", _in_room(rooms.get, write=False)))
     app.router.add_patch(
@@ -91,33 +72,6 @@ def add_api_routes(
     app.router.add_delete(
         ROOM_PATH, guard.endpoint("api_delete", _in_room(rooms.delete, write=True), update=True)
     )
-
-
-class _Credentials:
-    """Who a request's `Authorization: Bearer ...` names."""
-
-    def __init__(self, api_key: str | None, verifier: TokenVerifier | None) -> None:
-        self._api_key = api_key
-        self._verifier = verifier
-
-    @property
-    def enabled(self) -> bool:
-        return self._api_key is not None or self._verifier is not None
-
-    def identify(self, request: web.Request) -> Identity:
-        """Raises Unauthorized."""
-        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-        credential = credential.strip()
-        if scheme.lower() != "bearer" or not credential:
-            raise Unauthorized("send Authorization: Bearer <API key or token>")
-        # compare_digest takes as long for a near miss as for a wild guess.
-        if self._api_key is not None and hmac.compare_digest(
-            credential.encode(), self._api_key.encode()
-        ):
-            return API_KEY_IDENTITY
-        if self._verifier is None:
-            raise Unauthorized("the API key is not valid")
-        return self._verifier.verify(credential)
 
 
 class _RoomApi:
@@ -187,62 +141,6 @@ class _RoomApi:
         return {"room": update.room, "rev": rev}
 
 
-class _Guard:
-    """Wraps each action: the credentials check, the response, and the metrics."""
-
-    def __init__(self, credentials: _Credentials, metrics: Metrics) -> None:
-        self._credentials = credentials
-        self._metrics = metrics
-
-    def endpoint(self, event: str, action: Action, *, update: bool = False) -> Endpoint:
-        """`action` behind the credentials, counted as `event` (and as an update, with
-        `update`)."""
-
-        async def endpoint(request: web.Request) -> web.Response:
-            with self._metrics.request(event) as outcome:
-                response, ack = await self._respond(request, action, update)
-                outcome.of_ack(ack)
-            return response
-
-        return endpoint
-
-    async def _respond(
-        self, request: web.Request, action: Action, update: bool
-    ) -> tuple[web.Response, dict[str, JSON]]:
-        if not self._credentials.enabled:
-            message = ("the HTTP API is off: configure an API key (KPK_IO_API_KEY) or a JWT "
-                       "key (KPK_IO_JWT_SECRET, KPK_IO_JWT_PUBLIC_KEY) to use it")
-            return _error(404, API_DISABLED, message), _refused(API_DISABLED)
-        try:
-            who = self._credentials.identify(request)
-        except Unauthorized as exc:
-            response = _error(401, UNAUTHORIZED, exc.message)
-            response.headers["WWW-Authenticate"] = 'Bearer realm="kpk-io"'
-            return response, _refused(UNAUTHORIZED)
-        response, ack = await _answer(request, action, who)
-        if update:
-            self._metrics.count_update(ack)
-        return response, ack
-
-
-async def _answer(
-    request: web.Request, action: Action, who: Identity
-) -> tuple[web.Response, dict[str, JSON]]:
-    """The response, and the outcome as an update ack (for the metrics)."""
-    try:
-        return web.json_response(await action(request, who)), {"ok": True}
-    except PublishError as exc:
-        log.info("%s %s refused: %s %s", request.method, request.path, exc.code, exc.message)
-        return _refusal(exc), _refused(exc.code)
-    except web.HTTPRequestEntityTooLarge:
-        code, limit = ErrorCode.TOO_LARGE, request.client_max_size
-        return _error(413, code, f"the body is larger than {limit} bytes"), _refused(code)
-    except Exception:
-        log.exception("%s %s failed", request.method, request.path)
-        code = ErrorCode.INTERNAL
-        return _error(500, code, "internal error"), _refused(code)
-
-
 def _in_room(action: RoomAction, *, write: bool) -> Action:
     """`action` for the room the path names, if the credentials allow it (to change it,
     with `write`), with log lines tagged by it."""
@@ -300,23 +198,3 @@ async def _json_body(request: web.Request) -> object:
     # (NaN and Infinity are read, and refused by the update's own checks.)
     except (ValueError, RecursionError):
         raise PublishError(ErrorCode.INVALID_REQUEST, "the body must be JSON") from None
-
-
-def _refusal(exc: PublishError) -> web.Response:
-    extra: dict[str, JSON] = {}
-    if exc.rev is not None:
-        extra["rev"] = exc.rev
-    if exc.retry_after is not None:
-        extra["retry_after"] = exc.retry_after
-    response = _error(_STATUS.get(exc.code, 500), exc.code, exc.message, **extra)
-    if exc.retry_after is not None:  # whole seconds, rounded up
-        response.headers["Retry-After"] = str(-(-exc.retry_after // 1000))
-    return response
-
-
-def _refused(code: str) -> dict[str, JSON]:
-    return {"ok": False, "error": code}
-
-
-def _error(status: int, code: str, message: str, **extra: JSON) -> web.Response:
-    return web.json_response({"error": code, "message": message, **extra}, status=status)
