@@ -46,10 +46,11 @@ from kpk_io.limits import Limits
 from kpk_io.logs import bind_request
 from kpk_io.metrics import Metrics
 from kpk_io.presence import PresenceStore
-from kpk_io.protocol import ErrorCode, UpdateRequest
+from kpk_io.protocol import ErrorCode
 from kpk_io.rate import KeyedBuckets
 from kpk_io.rooms import InvalidRoom, check_room, decode_uri_component
 from kpk_io.store.base import MAX_PAGE, StateStore, StoreUnavailable
+from kpk_io.update_request import UpdateRequest
 
 ROOMS_PATH = "/api/rooms"
 # Any one segment: aiohttp's default `[^{}/]+` would answer 404 for rooms with braces.

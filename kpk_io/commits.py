@@ -10,15 +10,14 @@ from kpk_io.protocol import (
     ErrorCode,
     ProtocolError,
     SignalRequest,
-    UpdateRequest,
     dedupe_key,
     parse_room_request,
     parse_signal,
-    parse_update,
 )
 from kpk_io.rate import TokenBucket
 from kpk_io.store.base import Conflict, StateStore, StoreUnavailable, TooLarge
 from kpk_io.text_commit import commit_change as commit_text_aware
+from kpk_io.update_request import UpdateRequest, parse_update
 
 # The one sender of every change from outside (HTTP API, publishers): trusted code, whose
 # change ids share one dedupe namespace.

@@ -33,12 +33,12 @@ from kpk_io.protocol import (
     parse_room_request,
     parse_signal,
     parse_sync,
-    parse_update,
 )
 from kpk_io.rate import TokenBucket
 from kpk_io.roster import Roster
 from kpk_io.store.base import Conflict, Duplicate, StateStore, StoreUnavailable, TooLarge
 from kpk_io.text_commit import commit_change
+from kpk_io.update_request import parse_update
 
 log = logging.getLogger(__name__)
 

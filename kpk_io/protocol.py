@@ -1,5 +1,6 @@
 """The wire protocol: event names, error codes, and parsers that turn raw payloads into
-checked requests or raise ProtocolError. docs/protocol.md describes the same rules."""
+checked requests or raise ProtocolError (the update's is in update_request.py).
+docs/protocol.md describes the same rules."""
 
 import hashlib
 import math
@@ -8,10 +9,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from kpk_io.change import JSON, Change, encode_json
-from kpk_io.limits import Limits, field_bytes
+from kpk_io.change import JSON, encode_json
+from kpk_io.limits import Limits
 from kpk_io.rooms import InvalidRoom, check_room
-from kpk_io.text import MARKER, is_reserved
 
 MAX_ID_LENGTH = 128
 MIN_SECRET = 16
@@ -68,14 +68,6 @@ class ProtocolError(Exception):
 
 
 @dataclass(frozen=True)
-class UpdateRequest:
-    room: str
-    change: Change
-    base_rev: int | None = None
-    id: str | None = None
-
-
-@dataclass(frozen=True)
 class SyncRequest:
     room: str
     since: int
@@ -104,7 +96,7 @@ def client_secret(auth: object) -> str | None:
     if not (isinstance(secret, str) and MIN_SECRET <= len(secret) <= MAX_ID_LENGTH):
         message = f"client must be a string of {MIN_SECRET} to {MAX_ID_LENGTH} characters"
         raise ProtocolError(ErrorCode.INVALID_REQUEST, message)
-    if not _is_unicode(secret):
+    if not is_unicode(secret):
         raise ProtocolError(ErrorCode.INVALID_REQUEST, "client must be valid Unicode")
     return secret
 
@@ -125,26 +117,26 @@ def ok(**fields: JSON) -> dict[str, JSON]:
 
 def parse_room_request(data: object) -> str:
     """The room of a join or leave request."""
-    return _room(_object(data))
+    return payload_room(payload_object(data))
 
 
 def parse_join_meta(data: object, limits: Limits) -> dict[str, JSON]:
     """The optional `meta` a join starts the member with (`{}` when none is given)."""
-    body = _object(data)
+    body = payload_object(data)
     return _meta(body.get("meta", {}), limits) if "meta" in body else {}
 
 
 def parse_presence(data: object, limits: Limits) -> PresenceRequest:
-    body = _object(data)
-    room = _room(body)
+    body = payload_object(data)
+    room = payload_room(body)
     if "meta" not in body:
         raise ProtocolError(ErrorCode.INVALID_REQUEST, "presence needs meta")
     return PresenceRequest(room, _meta(body["meta"], limits))
 
 
 def parse_signal(data: object, limits: Limits) -> SignalRequest:
-    body = _object(data)
-    room = _room(body)
+    body = payload_object(data)
+    room = payload_room(body)
     if "data" not in body:
         raise ProtocolError(ErrorCode.INVALID_REQUEST, "a signal needs data")
     return SignalRequest(room, _small_json(body["data"], "data", MAX_SIGNAL_BYTES, limits))
@@ -170,10 +162,10 @@ def _small_json(value: object, what: str, max_bytes: int, limits: Limits) -> JSO
 
 
 def parse_sync(data: object) -> SyncRequest:
-    body = _object(data)
-    room = _room(body)
+    body = payload_object(data)
+    room = payload_room(body)
     since = body.get("since", 0)
-    if not _is_int(since) or since < 0:
+    if not is_int(since) or since < 0:
         raise ProtocolError(ErrorCode.INVALID_REQUEST, "since must be a non-negative integer")
     tag = body.get("tag")
     if tag is not None and not (isinstance(tag, str) and 0 < len(tag) <= MAX_ID_LENGTH):
@@ -181,97 +173,19 @@ def parse_sync(data: object) -> SyncRequest:
     return SyncRequest(room, since, tag)
 
 
-def parse_update(data: object, limits: Limits) -> UpdateRequest:
-    body = _object(data)
-    room = _room(body)
-    if not any(key in body for key in ("set", "unset", "replace", "text")):
-        raise _invalid_update("an update needs set, unset, replace or text")
-    fields = _set_fields(body.get("set", {}), limits)
-    unset = _unset_fields(body.get("unset", []), limits)
-    texts = _text_edits(body.get("text", {}), limits)
-    _check_size({**fields, **texts}, unset, limits)
-    replace = body.get("replace", False)
-    if not isinstance(replace, bool):
-        raise _invalid_update("replace must be true or false")
-    both = sorted(set(fields) & set(unset) | set(texts) & (set(fields) | set(unset)))
-    if both:
-        raise _invalid_update(f"fields named twice (set, unset, text): {both}")
-    base_rev = body.get("rev")
-    if base_rev is not None and (not _is_int(base_rev) or base_rev < 0):
-        raise _invalid_update("rev must be a non-negative integer")
-    change_id = body.get("id")
-    if change_id is not None and (
-        not isinstance(change_id, str) or not 0 < len(change_id) <= MAX_ID_LENGTH
-    ):
-        raise _invalid_update(f"id must be a string of 1 to {MAX_ID_LENGTH} characters")
-    if change_id is not None and not _is_unicode(change_id):
-        raise _invalid_update("id must be valid Unicode")
-    change = Change(fields, tuple(unset), replace, texts)
-    return UpdateRequest(room, change, base_rev, change_id)
-
-
-def _object(data: object) -> Mapping[str, Any]:
+def payload_object(data: object) -> Mapping[str, Any]:
+    """A request's payload, which must be an object."""
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.INVALID_REQUEST, "the payload must be an object")
     return data
 
 
-def _room(body: Mapping[str, Any]) -> str:
+def payload_room(body: Mapping[str, Any]) -> str:
+    """The checked `room` of a request's payload."""
     try:
         return check_room(body.get("room"))
     except InvalidRoom as exc:
         raise ProtocolError(ErrorCode.INVALID_ROOM, str(exc)) from None
-
-
-def _set_fields(value: object, limits: Limits) -> dict[str, JSON]:
-    if not isinstance(value, dict):
-        raise _invalid_update("set must be an object of field names to JSON values")
-    for name, field_value in value.items():
-        _check_name(name, limits)
-        problem = json_problem(field_value, limits.depth)
-        if problem:
-            raise _invalid_update(f"field {name[:64]!r}: {problem}")
-        if is_reserved(field_value):
-            raise _invalid_update(f"field {name[:64]!r}: {{{MARKER!r}: ...}} is a stored text")
-    return dict(value)
-
-
-def _text_edits(value: object, limits: Limits) -> dict[str, str]:
-    """An update's `text`: field -> base64 Yjs update (v1); decoded when merged."""
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise _invalid_update("text must be an object of field names to base64 Yjs updates")
-    for name in value:
-        _check_name(name, limits)
-    return dict(value)
-
-
-def _unset_fields(value: object, limits: Limits) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
-        raise _invalid_update("unset must be a list of non-empty field names")
-    for name in value:
-        _check_name(name, limits)
-    return list(dict.fromkeys(value))
-
-
-def _check_name(name: str, limits: Limits) -> None:
-    if not name:
-        raise _invalid_update("field names must not be empty")
-    if len(name) > limits.field_name:
-        raise _invalid_update(f"field names are at most {limits.field_name} characters")
-    if not _is_unicode(name):
-        raise _invalid_update("field names must be valid Unicode")
-
-
-def _check_size(fields: Mapping[str, JSON], unset: list[str], limits: Limits) -> None:
-    """Refuse an update no room could take: more fields than a room may hold, or set values
-    larger than one update may carry. The room's own totals are checked by the store."""
-    if len(fields) + len(unset) > limits.fields:
-        message = f"an update names at most {limits.fields} fields (a room's limit)"
-        raise ProtocolError(ErrorCode.TOO_LARGE, message)
-    size = sum(field_bytes(name, encode_json(value)) for name, value in fields.items())
-    if size > limits.update_bytes:
-        message = f"the fields set are {size} bytes encoded; at most {limits.update_bytes}"
-        raise ProtocolError(ErrorCode.TOO_LARGE, message)
 
 
 def json_problem(value: object, max_depth: int) -> str | None:
@@ -287,7 +201,7 @@ def json_problem(value: object, max_depth: int) -> str | None:
         if isinstance(item, dict | list) and depth > max_depth:
             return f"nested deeper than {max_depth} levels"
         if isinstance(item, str):
-            if not _is_unicode(item):
+            if not is_unicode(item):
                 return "a string is not valid Unicode (lone surrogate)"
         elif isinstance(item, float):
             if not math.isfinite(item):
@@ -302,7 +216,8 @@ def json_problem(value: object, max_depth: int) -> str | None:
     return None
 
 
-def _is_unicode(text: str) -> bool:
+def is_unicode(text: str) -> bool:
+    """Whether `text` has no lone surrogate (it encodes as UTF-8)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -310,9 +225,6 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
+    """Whether `value` is a JSON integer (True and False are not)."""
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _invalid_update(message: str) -> ProtocolError:
-    return ProtocolError(ErrorCode.INVALID_UPDATE, message)
