@@ -21,13 +21,15 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 
 import socketio
 
 from kpk_io.change import JSON, Change, CommittedChange
+from kpk_io.client_events import CustomEvents
 from kpk_io.client_presence import Presence
 from kpk_io.client_room import KpkError, Room, RoomChange, RoomLink
+from kpk_io.client_status import ConnectionStatus, Status, StatusListener
 from kpk_io.presence import Member
 from kpk_io.protocol import ErrorCode, Event
 
@@ -35,8 +37,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Change", "KpkClient", "KpkError", "Member", "Room", "RoomChange", "Status"]
 
-Status = Literal["connecting", "connected", "offline", "error"]
-StatusListener = Callable[[Status, Exception | None], None]
 # A token, or a function (plain or async) that returns one: asked on every (re)connect.
 TokenSource: TypeAlias = str | Callable[[], str] | Callable[[], Awaitable[str]]
 
@@ -68,15 +68,14 @@ class KpkClient:
         # python-socketio sets `connected` only after the connect handler has run; rooms
         # resume from that handler, so the client keeps its own flag.
         self._live = False
-        self._status: Status = "offline"
-        self._status_listeners: list[StatusListener] = []
-        self._custom: dict[str, list[Callable[..., Any]]] = {}  # on(): handlers per event
+        self._status = ConnectionStatus()
         self.sio = socketio.AsyncClient(
             reconnection=True,
             reconnection_delay=reconnection_delay,
             reconnection_delay_max=reconnection_delay_max,
             request_timeout=request_timeout,
         )
+        self._custom = CustomEvents(self.sio)  # on(): handlers per event
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("connect_error", self._on_connect_error)
@@ -92,18 +91,12 @@ class KpkClient:
     @property
     def status(self) -> Status:
         """`connecting`, `connected`, `offline` (not trying) or `error` (refused)."""
-        return self._status
+        return self._status.value
 
     def on_status(self, listener: StatusListener) -> Callable[[], None]:
         """Call `listener(status, error)` when the status changes; returns a function that
         removes it."""
-        self._status_listeners.append(listener)
-
-        def remove() -> None:
-            if listener in self._status_listeners:
-                self._status_listeners.remove(listener)
-
-        return remove
+        return self._status.listen(listener)
 
     def on(self, event: str, handler: Callable[[Any], Any]) -> Callable[[], None]:
         """Call `handler(data)` (a function or a coroutine function) for each `event` the
@@ -111,31 +104,13 @@ class KpkClient:
         RedisManager, docs/deployment.md) sends to a room's members. The protocol's own
         events are the client's. Several handlers may listen to one event, as in the
         browser client; returns a function that removes this one."""
-        if event in _OWN_EVENTS:
-            raise ValueError(f"{event!r} is the client's own event")
-        if event not in self._custom:
-            self._custom[event] = []
-            self.sio.on(event, partial(self._dispatch_custom, event))
-        handlers = self._custom[event]
-        handlers.append(handler)
-
-        def remove() -> None:
-            if handler in handlers:
-                handlers.remove(handler)
-
-        return remove
-
-    async def _dispatch_custom(self, event: str, *args: Any) -> None:
-        for handler in list(self._custom.get(event, ())):
-            result = handler(*args)
-            if inspect.isawaitable(result):
-                await result
+        return self._custom.on(event, handler)
 
     async def connect(self) -> None:
         """Connect; raises KpkError with the server's code (e.g. `unauthorized`) when it
         refuses the connection."""
         self.refused = None
-        self._set_status("connecting")
+        self._status.set("connecting")
         try:
             await self.sio.connect(
                 self.url,
@@ -144,7 +119,7 @@ class KpkClient:
                 wait_timeout=self._timeout,
             )
         except socketio.exceptions.ConnectionError as exc:
-            self._set_status("error" if self._status == "error" else "offline", exc)
+            self._status.set("error" if self._status.value == "error" else "offline", exc)
             if self.refused is not None:
                 raise self.refused from None
             raise
@@ -169,7 +144,7 @@ class KpkClient:
             for room in self._rooms.values():
                 room.close()
             await self.sio.shutdown()
-            self._set_status("offline")
+            self._status.set("offline")
 
     async def __aenter__(self) -> "KpkClient":
         await self.connect()
@@ -227,20 +202,10 @@ class KpkClient:
         self._counter += 1
         return f"{self._id_prefix}-{self._counter}"
 
-    def _set_status(self, status: Status, error: Exception | None = None) -> None:
-        if status == self._status:
-            return
-        self._status = status
-        for listener in list(self._status_listeners):
-            try:
-                listener(status, error)
-            except Exception:  # one broken listener must not stop the client
-                log.exception("a status listener failed")
-
     async def _on_connect(self) -> None:
         self.refused = None
         self._live = True
-        self._set_status("connected")
+        self._status.set("connected")
         for room in list(self._rooms.values()):
             room.reconnected()
 
@@ -253,15 +218,15 @@ class KpkClient:
             message = str(data.get("message", "connection refused"))
             self.refused = KpkError(str(code or "refused"), message, data)
             log.warning("connection refused: %s", self.refused)
-            self._set_status("error", self.refused)
+            self._status.set("error", self.refused)
 
     async def _on_given_up(self) -> None:
-        self._set_status("offline")
+        self._status.set("offline")
 
     async def _on_disconnect(self, reason: object = None) -> None:
         self._live = False
         leaving = reason == self.sio.reason.CLIENT_DISCONNECT
-        self._set_status("offline" if leaving else "connecting")
+        self._status.set("offline" if leaving else "connecting")
         for future in list(self._pending):
             if not future.done():
                 future.set_exception(KpkError("disconnected", "connection lost"))
@@ -286,11 +251,6 @@ class KpkClient:
         room = self._rooms.get(str(data.get("room"))) if isinstance(data, dict) else None
         if room is not None:
             apply(room.presence, data)
-
-
-_OWN_EVENTS = frozenset(
-    {"connect", "disconnect", "connect_error", "__disconnect_final", *(e.value for e in Event)}
-)
 
 
 class _Link(RoomLink):
