@@ -11,6 +11,9 @@ gives its rev.
 A rev carries exactly one change. When an ack and a committed change name the same rev with
 different ids, the one reported last wins: the server reports in commit order, so a later
 report of the same rev comes from a commit that rewrote the room's history (Redis lost data).
+A tag names one commit, though: a whole state (`replace`) with the tag of our ack is that
+commit's state, our change included, so the ack never undoes it; and a whole state at our
+rev is the server's word on that rev, over whatever we made of it.
 """
 
 import copy
@@ -106,7 +109,7 @@ class RoomState:
         sent outside `pending` (Room.commit). Returns the changes of others now applied."""
         entry = self._take_in_flight(change_id)
         committed = change if entry is None else entry.change
-        if committed is not None and rev > self.rev:
+        if committed is not None and rev > self.rev and not self._holds_whole(rev, tag):
             self.held.pop(rev, None)  # reported before this ack: the ack is the later word
             self.own[rev] = Own(change_id, committed, tag)
         return self._advance()
@@ -122,6 +125,8 @@ class RoomState:
             return []
         entry = None if committed.id is None else self._take_in_flight(committed.id)
         rev = committed.rev
+        if rev == self.rev and committed.change.replace:
+            return self._supersede(committed)
         if rev <= self.rev:
             return []  # known already (or covered by a whole state)
         own = self.own.get(rev)
@@ -169,6 +174,23 @@ class RoomState:
         for committed in early:
             applied += self.remote(committed)
         return applied, needs_sync
+
+    def _holds_whole(self, rev: int, tag: str | None) -> bool:
+        """Whether a whole state of the commit tagged `tag` already waits at `rev`."""
+        held = self.held.get(rev)
+        return tag is not None and held is not None and held.change.replace and held.tag == tag
+
+    def _supersede(self, committed: CommittedChange) -> list[RoomChange]:
+        """A whole state at our rev: the server sends one when its history and ours parted
+        (Redis lost data), even for the commit our own ack named, so it replaces ours."""
+        state: State = {}
+        committed.change.apply_to(state)
+        if committed.tag == self.tag and state == self.confirmed:
+            return []
+        if committed.tag != self.tag:
+            self.own, self.held = {}, {}  # they followed a history the server no longer has
+        self.confirmed, self.tag = state, committed.tag
+        return [RoomChange(**vars(committed)), *self._advance()]
 
     def _take_in_flight(self, change_id: str) -> Outgoing | None:
         for index, entry in enumerate(self.in_flight):

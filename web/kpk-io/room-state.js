@@ -11,6 +11,9 @@
 // A rev carries exactly one change. When an ack and a committed change name the same rev
 // with different ids, the one reported last wins: the server reports in commit order, so a
 // later report of the same rev comes from a commit that rewrote the room's history.
+// A tag names one commit, though: a whole state (`replace`) with the tag of our ack is that
+// commit's state, our change included, so the ack never undoes it; and a whole state at our
+// rev is the server's word on that rev, over whatever we made of it.
 
 import { applyChange, mergeChanges, touchedFields } from "./change.js";
 
@@ -98,7 +101,7 @@ export class RoomState {
    */
   acknowledged(id, rev, tag = null) {
     const entry = this.#takeInFlight(id);
-    if (entry && rev > this.rev) {
+    if (entry && rev > this.rev && !this.#holdsWhole(rev, tag)) {
       this.held.delete(rev); // reported before this ack: the ack is the later word
       this.own.set(rev, { id, change: entry.change, tag });
     }
@@ -125,6 +128,7 @@ export class RoomState {
     }
     const entry = committed.id === undefined ? undefined : this.#takeInFlight(committed.id);
     const rev = committed.rev;
+    if (rev === this.rev && committed.replace) return this.#supersede(committed);
     if (rev <= this.rev) return []; // known already (or covered by a whole state)
     if (entry) {
       // Ours, whose ack was lost.
@@ -197,6 +201,37 @@ export class RoomState {
     this.early = null;
   }
 
+  /**
+   * Whether a whole state of the commit tagged `tag` already waits at `rev`.
+   * @param {number} rev
+   * @param {string | null} tag
+   */
+  #holdsWhole(rev, tag) {
+    const held = this.held.get(rev);
+    return tag !== null && held !== undefined && held.replace && held.tag === tag;
+  }
+
+  /**
+   * A whole state at our rev: the server sends one when its history and ours parted (Redis
+   * lost data), even for the commit our own ack named, so it replaces ours.
+   * @param {Committed} committed
+   * @returns {Committed[]}
+   */
+  #supersede(committed) {
+    /** @type {State} */
+    const state = {};
+    applyChange(committed, state);
+    const tag = committed.tag ?? null;
+    if (tag === this.tag && sameJson(state, this.confirmed)) return [];
+    if (tag !== this.tag) {
+      this.own.clear(); // they followed a history the server no longer has
+      this.held.clear();
+    }
+    this.confirmed = state;
+    this.tag = tag;
+    return [committed, ...this.#advance()];
+  }
+
   /** @param {string} id */
   #takeInFlight(id) {
     const index = this.inFlight.findIndex((entry) => entry.id === id);
@@ -227,4 +262,23 @@ export class RoomState {
     }
     return applied;
   }
+}
+
+/**
+ * Whether two JSON values are equal (objects whatever their key order).
+ * @param {unknown} a
+ * @param {unknown} b
+ * @returns {boolean}
+ */
+function sameJson(a, b) {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  return keys.every(
+    (key) =>
+      Object.hasOwn(b, key) &&
+      sameJson(/** @type {any} */ (a)[key], /** @type {any} */ (b)[key]),
+  );
 }
