@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     INVALID_ROOM = "invalid_room"
     NOT_JOINED = "not_joined"
     INVALID_UPDATE = "invalid_update"
+    TEXT_STALE = "text_stale"  # a text edit made on a document the server no longer holds
     CONFLICT = "conflict"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import pycrdt
 
-from kpk_io.text_check import ROOT, InvalidText, check_update
+from kpk_io.text_check import ROOT, InvalidText, StaleText, check_update, read_state_vector
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ROOT", "InvalidText", "TextDoc", "TextEdit", "merge_text_updates"]
+__all__ = ["ROOT", "InvalidText", "StaleText", "TextDoc", "TextEdit", "merge_text_updates"]
 
 MARKER = "$text"  # the key of a stored text field's JSON object
 
@@ -110,7 +110,7 @@ class TextDoc:
         """Merge an edit from a client; checked first (text_check), as pycrdt trusts the
         counts an update announces."""
         data = decode_update(update)
-        check_update(data)
+        reaches = check_update(data)
         try:
             self._doc.apply_update(data)
         except ValueError as exc:
@@ -119,6 +119,11 @@ class TextDoc:
             if type(exc).__name__ != "PanicException":
                 raise
             raise InvalidText("a Yjs update pycrdt cannot apply") from None
+        # pycrdt keeps structs whose origins it lacks pending, and get_update() leaves them
+        # out: the edit would be acked and lost. Then the state vector stops short of them.
+        state = read_state_vector(self._doc.get_state())
+        if any(state.get(client, 0) < clock for client, clock in reaches.items()):
+            raise StaleText("the edit builds on text the stored document does not hold")
 
     def replace(self, content: str) -> None:
         """Replace the whole content, as one edit that merges with concurrent ones."""

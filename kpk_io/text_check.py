@@ -18,6 +18,12 @@ class InvalidText(ValueError):
     """An edit that is not a base64 Yjs update (v1) of a text."""
 
 
+class StaleText(InvalidText):
+    """An edit made on a document the server no longer holds (the text was unset, replaced
+    or lost since): it builds on characters the stored document lacks, so merging it would
+    keep it pending and drop it."""
+
+
 _MAX_VARUINT = 2**53 - 1  # what JavaScript's lib0 can write
 _MAX_LENGTH = 2**32  # of a struct, a deleted run or a delete-set range
 # Item content kinds (the low 5 bits of an item's info byte) a Y.Text may hold.
@@ -66,17 +72,21 @@ class _Reader:
             raise InvalidText("a Yjs update holds a string that is not UTF-8") from None
 
 
-def check_update(data: bytes) -> None:
-    """Raise InvalidText unless `data` is a Yjs v1 update of a text as kpk-io keeps it."""
+def check_update(data: bytes) -> dict[int, int]:
+    """Raise InvalidText unless `data` is a Yjs v1 update of a text as kpk-io keeps it;
+    returns the clock each of its clients' structs reach (a state vector)."""
     reader = _Reader(data)
+    reaches: dict[int, int] = {}
     for _ in range(reader.count(3)):  # clients: struct count, client and clock each
         structs = reader.count(3)
-        reader.varuint()  # client
+        client = reader.varuint()
         clock = reader.varuint()
         for _ in range(structs):
             clock += _struct(reader)
             if clock > _MAX_VARUINT:
                 raise InvalidText("a Yjs update's clock is out of range")
+        if structs:
+            reaches[client] = max(reaches.get(client, 0), clock)
     for _ in range(reader.count(2)):  # the delete set: per client, ranges
         reader.varuint()
         for _ in range(reader.count(2)):
@@ -84,6 +94,13 @@ def check_update(data: bytes) -> None:
             reader.varuint(_MAX_LENGTH)
     if reader.left:
         raise InvalidText("a Yjs update has bytes after its end")
+    return reaches
+
+
+def read_state_vector(data: bytes) -> dict[int, int]:
+    """A Yjs state vector (pycrdt Doc.get_state()) as {client: clock}."""
+    reader = _Reader(data)
+    return {reader.varuint(): reader.varuint() for _ in range(reader.count(2))}
 
 
 def _struct(reader: _Reader) -> int:

@@ -28,7 +28,7 @@ from kpk_io.store.base import (
     TooLarge,
     guard_of,
 )
-from kpk_io.text import InvalidText, TextDoc, store_value
+from kpk_io.text import InvalidText, StaleText, TextDoc, store_value
 
 _ATTEMPTS = 50  # each one lost to another node's edit of the same text in the same instant
 
@@ -48,7 +48,8 @@ async def commit_change(
     by: Mapping[str, str] | None = None,
 ) -> Result:
     """store.commit() for a change that may edit, set or create text fields; raises
-    ProtocolError(invalid_update) for a text edit that is not a Yjs update."""
+    ProtocolError(invalid_update) for a text edit that is not a Yjs update, and
+    ProtocolError(text_stale) for one that builds on text the stored document lacks."""
     plan = None if change.text else _Plan(change, {}, {name: "-" for name in change.set})
     for _ in range(_ATTEMPTS):
         if plan is None:
@@ -81,6 +82,8 @@ def _merge(change: Change, snapshot: Snapshot) -> _Plan:
                 doc.apply(change.text[name])
             else:
                 doc.replace(change.set[name])
+        except StaleText as exc:
+            raise ProtocolError(ErrorCode.TEXT_STALE, f"text {name[:64]!r}: {exc}") from None
         except InvalidText as exc:
             raise ProtocolError(ErrorCode.INVALID_UPDATE, f"text {name[:64]!r}: {exc}") from None
         edit = doc.edit()

@@ -105,6 +105,30 @@ async def test_malformed_or_oversized_text_edits_are_refused(node: KpkServer) ->
         assert (await member.update(ROOM, set={"ok": 1}))["ok"] is True
 
 
+async def test_an_edit_building_on_text_the_server_lost_is_refused_not_acked(
+    node: KpkServer,
+) -> None:
+    """An edit made on a document from before an unset or a replace depends on characters
+    the stored document lacks: pycrdt would keep it pending and drop it, acked. text_stale."""
+    doc: pycrdt.Doc[pycrdt.Text] = pycrdt.Doc()
+    text = doc.get(ROOT, type=pycrdt.Text)
+    text.insert(0, "old text")
+    whole, before = encode_update(doc.get_update()), doc.get_state()
+    text.insert(0, "new ")
+    delta = encode_update(doc.get_update(before))
+    async with members(node.url) as [member]:
+        await member.join(ROOM)
+        for removal in ({"unset": ["note"]}, {"replace": True, "set": {"x": 1}}):
+            assert (await member.update(ROOM, text={"note": whole}))["ok"] is True
+            assert (await member.update(ROOM, **removal))["ok"] is True
+            ack = await member.update(ROOM, text={"note": delta})
+            assert (ack["ok"], ack["error"]) == (False, "text_stale"), ack
+            assert "note" not in (await member.join(ROOM))["state"]
+        assert (await member.update(ROOM, text={"note": whole}))["ok"] is True
+        assert (await member.update(ROOM, text={"note": delta}))["ok"] is True
+        assert (await member.join(ROOM))["state"]["note"] == "new old text"
+
+
 async def typing_in_store(
     store: RedisStateStore | MemoryStateStore, edits: int, *, jumps: bool = True
 ) -> str:
