@@ -1,5 +1,6 @@
 """Failures: the store going away or back in time, handlers failing, connections leaking."""
 
+import dataclasses
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -222,3 +223,40 @@ async def test_members_converge_when_redis_goes_back_and_then_past_them(
         assert room.rev == 8
         async with KpkClient(node.url) as late:  # and a member that joins afterwards
             assert (await late.join(ROOM)).state == server.state
+
+
+async def test_members_converge_when_redis_loses_a_room_they_share(
+    start_kpk: StartKpk, own_redis: RedisServer
+) -> None:
+    """A member whose change is the first on the room's new history gets the hub's whole
+    state at the rev and tag of its own ack, and takes it over what it made of that rev."""
+    first = start_kpk("--redis-url", own_redis.url)
+    second = start_kpk("--redis-url", own_redis.url)
+    raw = aioredis.from_url(own_redis.url)
+    try:
+        async with KpkClient(first.url) as a, KpkClient(second.url) as b, AsyncPublisher(
+            own_redis.url
+        ) as publisher:
+            room_a, room_b = await a.join(ROOM), await b.join(ROOM)
+            room_a.set("a", 1)
+            await room_a.flush()
+            await room_b.wait_for(lambda s: s == {"a": 1})
+            await raw.delete(*dataclasses.astuple(room_keys("kpk:", ROOM)))  # Redis lost it
+            room_b.set("title", "x")
+            await room_b.flush()
+            assert room_b.rev == 1
+            room_a.set("c", 3)
+            await room_a.flush()
+            server = await publisher.get(ROOM)
+            assert (server.rev, server.state) == (2, {"title": "x", "c": 3})
+            for room in (room_a, room_b):
+                await room.wait_for(lambda s: s == server.state, timeout=20)
+                assert room.rev == server.rev
+            # and stays there: the next change lands on the same state everywhere
+            room_b.set("after", True)
+            await room_b.flush()
+            expected = {**server.state, "after": True}
+            for room in (room_a, room_b):
+                await room.wait_for(lambda s: s == expected, timeout=20)
+    finally:
+        await raw.aclose()
