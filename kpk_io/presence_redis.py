@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from kpk_io.change import encode_json
 from kpk_io.presence import Member, member_from_wire
 from kpk_io.store.base import StoreUnavailable
-from kpk_io.store.redis import blocking_client
+from kpk_io.store.redis_client import blocking_client
 
 log = logging.getLogger(__name__)
 

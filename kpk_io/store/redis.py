@@ -5,11 +5,10 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -34,6 +33,7 @@ from kpk_io.store.base import (
     new_tag,
 )
 from kpk_io.store.redis_batch import ScriptBatch
+from kpk_io.store.redis_client import TIMEOUT, blocking_client, read_twice
 from kpk_io.store.redis_commit import CommitArgs, commit_result
 from kpk_io.store.redis_feed import RedisFeed
 from kpk_io.store.redis_keys import RoomKeys, rev_key_pattern, room_keys, room_of_rev_key
@@ -45,11 +45,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "kpk:"
 _COMMIT_ATTEMPTS = 3
-# Short enough that a commit's attempts end well within a client's request timeout (10 s).
-_TIMEOUT = 2.0
 # Watched rooms are renewed every quarter of the retention, and at least this often (seconds).
 _RENEW_EVERY_MAX = 3600.0
-_MAX_CONNECTIONS = 256  # per client: a burst of joins waits less (redis-py wakes every waiter)
 _SCANS_PER_PAGE = 20
 
 
@@ -81,7 +78,7 @@ class RedisStateStore:
         self._history = history
         self._history_bytes = history_bytes
         self._ttl_ms = max(1, round(room_ttl * 1000)) if room_ttl > 0 else 0
-        common: dict[str, Any] = {"socket_timeout": _TIMEOUT, "socket_connect_timeout": _TIMEOUT}
+        common: dict[str, Any] = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT}
         self._redis = blocking_client(url, **common)
         # A commit is retried by _commit_with_retries() itself, with a dedupe key that makes
         # the retry idempotent; redis-py's own retry could apply a change twice. The feed
@@ -108,7 +105,7 @@ class RedisStateStore:
                     pipe.pexpire(key, self._ttl_ms)
                 return await pipe.execute()
 
-        raw_rev, fields, raw_last, *_ = await _read_twice(read)
+        raw_rev, fields, raw_last, *_ = await read_twice(read)
         state = {}
         for raw_name, raw_value in fields.items():
             try:
@@ -184,7 +181,7 @@ class RedisStateStore:
         async def read() -> list[Any]:
             return await self._changes(keys=[keys.rev, keys.log], args=[since])  # type: ignore[no-any-return]
 
-        reply = await _read_twice(read)
+        reply = await read_twice(read)
         rev = _parse_rev(room, reply[0])
         if len(reply) < 2:  # `since` is past the room's rev
             return None
@@ -226,7 +223,7 @@ class RedisStateStore:
                 return await pipe.execute()
 
         summaries = []
-        for room, (rev, fields, size, last) in zip(rooms, await _read_twice(read), strict=True):
+        for room, (rev, fields, size, last) in zip(rooms, await read_twice(read), strict=True):
             if _parse_rev(room, rev) > 0:  # 0: it expired since the SCAN
                 changed = entry_time(last)
                 summaries.append(
@@ -274,33 +271,6 @@ class RedisStateStore:
         await self._feed.close()
         await self._redis.aclose()
         await self._writer.aclose()
-
-
-def blocking_client(url: str, **options: Any) -> aioredis.Redis:
-    """A client whose pool, when all its connections are busy, waits (up to _TIMEOUT) for
-    one: redis-py's default pool fails at once ("Too many connections", past 100), and a
-    burst of joins or commits was answered `unavailable`."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=_MAX_CONNECTIONS, timeout=_TIMEOUT, **options
-    )
-    client = aioredis.Redis(connection_pool=pool)
-    client.auto_close_connection_pool = True  # aclose() closes the pool too
-    return client
-
-
-async def _read_twice(read: Callable[[], Awaitable[list[Any]]]) -> list[Any]:
-    """Run a read, once more if the connection was lost (a pooled connection from before a
-    Redis restart fails once); reads are idempotent, unlike commits."""
-    try:
-        return await read()
-    except (RedisConnectionError, RedisTimeoutError):
-        pass
-    except RedisError as exc:
-        raise StoreUnavailable(str(exc)) from exc
-    try:
-        return await read()
-    except RedisError as exc:
-        raise StoreUnavailable(str(exc)) from exc
 
 
 def _parse_rev(room: str, raw: bytes | int | None) -> int:
