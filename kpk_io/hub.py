@@ -34,11 +34,11 @@ import contextlib
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
 
 from kpk_io.change import Change, CommittedChange, Snapshot
+from kpk_io.hub_lane import Lane, settle
 from kpk_io.logs import bind_request
 from kpk_io.store.base import StateStore, StoreUnavailable
 
@@ -71,19 +71,6 @@ class Members(Protocol):
         """Deliver the room to `sid` again without a catch-up (it is no longer a member)."""
 
 
-@dataclass
-class _Lane:
-    room: str
-    ops: asyncio.Queue[Callable[["_Lane"], Awaitable[None]]] = field(
-        default_factory=asyncio.Queue
-    )
-    members: set[str] = field(default_factory=set)
-    cursor: int | None = None
-    tag: str | None = None  # the cursor's commit tag: a later commit must name it as `prev`
-    watched: bool = False
-    worker: asyncio.Task[None] | None = None
-
-
 class Hub:
     """The store's ChangeListener: whoever builds a Hub connects it with
     `store.set_listener(hub)` (app.create_app does)."""
@@ -91,7 +78,7 @@ class Hub:
     def __init__(self, store: StateStore, members: Members) -> None:
         self._store = store
         self._members = members
-        self._lanes: dict[str, _Lane] = {}
+        self._lanes: dict[str, Lane] = {}
         self._rooms_of: dict[str, set[str]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.catch_ups = 0  # rooms caught up from the log (a metric)
@@ -112,7 +99,7 @@ class Hub:
         """Make `sid` a member and return the snapshot its membership starts from."""
         done: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
 
-        async def op(lane: _Lane) -> None:
+        async def op(lane: Lane) -> None:
             try:
                 snapshot = await self._admit(lane, sid)
             except Exception as exc:  # handed to the joiner, who answers for it
@@ -128,7 +115,7 @@ class Hub:
             return  # no lane (and no task) for a room this socket is not in
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        async def op(lane: _Lane) -> None:
+        async def op(lane: Lane) -> None:
             if sid in lane.members:
                 lane.members.discard(sid)
                 self._drop_room_of(sid, room)
@@ -146,7 +133,7 @@ class Hub:
             lane = self._lanes.get(room)
             if lane is not None and sid in lane.members:
                 lane.members.discard(sid)
-                lane.ops.put_nowait(_settle)  # wakes the lane, which retires when empty
+                lane.ops.put_nowait(settle)  # wakes the lane, which retires when empty
 
     def _drop_room_of(self, sid: str, room: str) -> None:
         rooms = self._rooms_of.get(sid)
@@ -177,7 +164,7 @@ class Hub:
         else:
             lane.ops.put_nowait(partial(self._send_whole, sid=sid))
 
-    async def _send_whole(self, lane: _Lane, sid: str) -> None:
+    async def _send_whole(self, lane: Lane, sid: str) -> None:
         if sid not in lane.members:
             self._members.release(sid, lane.room)
             return
@@ -195,20 +182,20 @@ class Hub:
         for lane in self._lanes.values():
             lane.ops.put_nowait(self._catch_up)
 
-    def _submit(self, room: str, op: Callable[[_Lane], Awaitable[None]]) -> None:
+    def _submit(self, room: str, op: Callable[[Lane], Awaitable[None]]) -> None:
         lane = self._lanes.get(room)
         if lane is None:
-            lane = self._lanes[room] = _Lane(room)
+            lane = self._lanes[room] = Lane(room)
             lane.worker = asyncio.create_task(
                 self._work(lane), name=f"kpk-io lane {room!r}", context=contextvars.Context()
             )
         lane.ops.put_nowait(op)
 
-    async def _work(self, lane: _Lane) -> None:
+    async def _work(self, lane: Lane) -> None:
         with bind_request(None, lane.room):
             await self._work_lane(lane)
 
-    async def _work_lane(self, lane: _Lane) -> None:
+    async def _work_lane(self, lane: Lane) -> None:
         while True:
             op = await lane.ops.get()
             try:
@@ -225,7 +212,7 @@ class Hub:
                 del self._lanes[lane.room]
                 return
 
-    async def _admit(self, lane: _Lane, sid: str) -> Snapshot:
+    async def _admit(self, lane: Lane, sid: str) -> Snapshot:
         if not lane.watched:
             await self._store.watch(lane.room)
             lane.watched = True
@@ -241,7 +228,7 @@ class Hub:
             self._rooms_of.setdefault(sid, set()).add(lane.room)
         return snapshot
 
-    async def _advance(self, lane: _Lane, committed: CommittedChange) -> None:
+    async def _advance(self, lane: Lane, committed: CommittedChange) -> None:
         if lane.cursor is None or committed.rev <= lane.cursor:
             return  # before the first join's snapshot, or already delivered
         follows = lane.tag is None or not committed.prev or committed.prev == lane.tag
@@ -252,7 +239,7 @@ class Hub:
                     committed.rev, "" if follows else " on another history")
         await self._catch_up(lane)
 
-    async def _catch_up(self, lane: _Lane) -> None:
+    async def _catch_up(self, lane: Lane) -> None:
         if lane.cursor is None or not lane.members:
             return
         self.catch_ups += 1
@@ -263,7 +250,7 @@ class Hub:
             loop = asyncio.get_running_loop()
             loop.call_later(_RETRY_DELAY, lane.ops.put_nowait, self._catch_up)
 
-    async def _fill(self, lane: _Lane, snapshot: Snapshot | None) -> None:
+    async def _fill(self, lane: Lane, snapshot: Snapshot | None) -> None:
         """Deliver what members miss up to `snapshot` (or up to now, when None)."""
         assert lane.cursor is not None
         upto = snapshot.rev if snapshot is not None else None
@@ -292,11 +279,8 @@ class Hub:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    def _deliver(self, lane: _Lane, committed: CommittedChange) -> None:
+    def _deliver(self, lane: Lane, committed: CommittedChange) -> None:
         lane.cursor, lane.tag = committed.rev, committed.tag
         if lane.members:
             self._members.deliver(committed)
 
-
-async def _settle(lane: _Lane) -> None:
-    """Nothing to do: the lane's worker checks, after every operation, whether to retire."""
