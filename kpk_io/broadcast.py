@@ -1,6 +1,6 @@
 """Presence events and signals to a room's members on every node.
 
-This node's members get each event at once, through the Outbox (engine.py), which never
+This node's members get each event at once, through the Outbox (engine/outbox.py), which never
 awaits a send; the other nodes get it through Redis (python-socketio's AsyncRedisManager
 channel, `RelayManager.relay`), from a queue of its own that one task publishes in order,
 so one member's `joined`, `updated` and `left` reach the other nodes in that order. Callers

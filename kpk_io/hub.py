@@ -14,7 +14,7 @@ No turn waits on itself. A lane is one turn per room: while an operation runs, t
 next one waits. So no operation may await anything that can need the same lane, and
 delivery to one member must never wait on another. How the design keeps to that:
 - Delivery does not await at all: `Members.deliver` puts the change on each recipient's own
-  send queue and returns (kpk_io/engine.py). A send could otherwise find a client's ping
+  send queue and returns (kpk_io/engine/outbox.py). A send could otherwise find a client's ping
   overdue and run its disconnect handler inline, which leaves this room through this lane:
   the lane would wait on itself, and the room would be wedged on this node.
 - A closed connection leaves its rooms with `forget`, which takes effect at once, outside

@@ -123,7 +123,7 @@ async def test_broadcasts_reach_members_with_the_admin_view_on(start_kpk: StartK
         for reader in readers:
             seen = await reader.wait_updates(ROOM, 20)
             assert [update["set"]["n"] for update in seen] == list(range(20))
-    # Each went straight onto the readers' Engine.IO queues (kpk_io/engine.py), which
+    # Each went straight onto the readers' Engine.IO queues (kpk_io/engine/outbox.py), which
     # instrument() does not wrap: no fallback to sio.emit was needed.
     assert "the public way" not in node.log()
 

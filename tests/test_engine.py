@@ -1,5 +1,5 @@
-"""What kpk_io/engine.py relies on in python-socketio and python-engineio. These fail loudly
-when an upgrade changes any of it, so that an upgrade cannot silently break delivery."""
+"""What the kpk_io/engine package relies on in python-socketio and python-engineio. These fail
+loudly when an upgrade changes any of it, so that an upgrade cannot silently break delivery."""
 
 import asyncio
 import inspect
@@ -36,8 +36,8 @@ ROOM = "r"
 
 
 def test_the_versions_are_those_engine_py_was_checked_against() -> None:
-    # Upgrading? Run this file, read engine.py's docstring against the new source, then
-    # widen these and the pins in pyproject.toml.
+    # Upgrading? Run this file, read the docstrings of kpk_io/engine/ against the new source,
+    # then widen these and the pins in pyproject.toml.
     assert version("python-engineio").startswith("4.15."), version("python-engineio")
     assert version("python-socketio").startswith("5.18."), version("python-socketio")
 

@@ -1,0 +1,53 @@
+"""The one package of kpk-io that reaches past the public API of python-socketio,
+python-engineio and aiohttp. Everything else uses their public API only, through the names
+exported here.
+
+Tested with python-socketio 5.18 and python-engineio 4.15 (pinned below the next minor
+release in pyproject.toml); tests/test_engine.py fails loudly when an upgrade changes
+anything this package relies on. Each module states its part of the contract:
+
+- kpk_io/engine/packets.py: incoming packets refused (`StrictPacket`, `RefusedPacket`),
+  through python-socketio's `Packet.decode`;
+- kpk_io/engine/server.py: the server (`Server`): `AsyncServer._handle_eio_message`,
+  `_handle_event` and `_send_packet`, engineio's `sockets` and `_async` maps, and
+  `AsyncSocket.close` and its `queue`, for closing and dropping connections;
+- kpk_io/engine/frames.py: engineio's aiohttp WebSocket driver (`WebSocketDriver`) and
+  aiohttp's WebSocket writer, for compression and the Outbox's direct writes;
+- kpk_io/engine/outbox.py: delivery that never awaits a send (`Outbox`), onto each
+  `AsyncSocket`'s own send queue;
+- kpk_io/engine/relay.py: relaying between nodes (`RelayManager`), through
+  `AsyncRedisManager._handle_emit` and `_publish`.
+
+Frames that are not Engine.IO packets at all (empty, or not starting with a packet type)
+never reach this package: python-engineio drops that WebSocket itself, and its socket is gone
+at the next ping timeout.
+"""
+
+from kpk_io.engine.frames import WebSocketDriver
+from kpk_io.engine.outbox import Outbox
+from kpk_io.engine.packets import MAX_ATTACHMENTS, NAMESPACE, RefusedPacket, StrictPacket
+from kpk_io.engine.relay import RelayManager
+from kpk_io.engine.server import (
+    CATCH_ALL,
+    Server,
+    connect_error,
+    drop_transport,
+    eio_sids,
+    slow_consumers,
+)
+
+__all__ = [
+    "CATCH_ALL",
+    "MAX_ATTACHMENTS",
+    "NAMESPACE",
+    "Outbox",
+    "RefusedPacket",
+    "RelayManager",
+    "Server",
+    "StrictPacket",
+    "WebSocketDriver",
+    "connect_error",
+    "drop_transport",
+    "eio_sids",
+    "slow_consumers",
+]

@@ -1,0 +1,122 @@
+"""WebSocket frames written by kpk-io: engineio's aiohttp driver with kpk-io's compression
+(`WebSocketDriver`), and the Outbox's direct writes to an idle WebSocket (`Message`).
+
+Relies on: engineio's `async_drivers.aiohttp.WebSocket` (its `__call__`, `_sock`, `server`,
+`handler` and `send`); aiohttp's `WebSocketResponse._writer` (`_write_websocket_frame`,
+`_output_size`, `_limit`, `protocol._paused`, `protocol._drain_helper`, `transport`); an
+`AsyncSocket`'s `queue` (an unbounded `asyncio.Queue` of `engineio.packet.Packet`s that the
+socket's writer sends in order; its `_queue` and `_getters`), `upgraded` and `upgrading`.
+"""
+
+import asyncio
+import struct
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from engineio import packet as eio_packet
+from engineio.async_drivers import aiohttp as eio_aiohttp
+from engineio.async_socket import AsyncSocket
+
+
+class WebSocketDriver(eio_aiohttp.WebSocket):  # type: ignore[misc]
+    """python-engineio's aiohttp WebSocket driver, with kpk-io's compression setting, and
+    remembering each socket's aiohttp response (`_kpk_ws`) for the Outbox's direct writes.
+
+    aiohttp negotiates permessage-deflate by default and engineio's driver does not turn it
+    off: every message was compressed once per recipient, and each connection held a zlib
+    context. `compress_above` 0 negotiates none; N > 0 negotiates it and compresses only
+    messages longer than N (shorter ones go out as plain frames, as RFC 7692 allows)."""
+
+    compress_above = 0
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        # As engineio's own __call__, with compress= chosen here.
+        self._sock = web.WebSocketResponse(
+            max_msg_size=self.server.max_http_buffer_size, compress=self.compress_above > 0
+        )
+        await self._sock.prepare(environ["aiohttp.request"])
+        self.environ = environ
+        socket = getattr(self.handler, "__self__", None)
+        if isinstance(socket, AsyncSocket):
+            socket._kpk_ws = self
+        await self.handler(self)
+        return self._sock
+
+    async def send(self, message: str | bytes) -> None:
+        if isinstance(message, str) and len(message) <= self.compress_above:
+            writer: Any = self._sock._writer
+            writer._write_websocket_frame(message.encode(), WSMsgType.TEXT, 0)
+            # aiohttp's own flow control after a frame (WebSocketWriter.send_frame).
+            if writer._output_size > writer._limit:
+                writer._output_size = 0
+                if writer.protocol._paused:
+                    await writer.protocol._drain_helper()
+            return
+        await super().send(message)
+
+
+def buffered(socket: Any, queue: asyncio.Queue[Any]) -> int:
+    """Bytes waiting to be sent to the socket: in its send queue, and in its WebSocket
+    transport's buffer (the kernel's socket buffer, bounded by the kernel, not counted)."""
+    queued = sum(
+        len(packet.data) for packet in getattr(queue, "_queue", ())
+        if packet is not None and isinstance(packet.data, str | bytes)
+    ) if queue.qsize() else 0
+    driver = getattr(socket, "_kpk_ws", None)
+    writer = getattr(getattr(driver, "_sock", None), "_writer", None)
+    transport = getattr(writer, "transport", None)
+    return queued + (transport.get_write_buffer_size() if transport is not None else 0)
+
+
+class Message:
+    """One event, encoded once for all its recipients: the Engine.IO packet for send queues,
+    and its WebSocket frame (built on first use) for direct writes."""
+
+    def __init__(self, encoded: str) -> None:
+        self.packet = eio_packet.Packet(eio_packet.MESSAGE, data=encoded)
+        self.text: str = self.packet.encode()
+        self._frame: bytes | None = None
+
+    @property
+    def frame(self) -> bytes:
+        if self._frame is None:
+            self._frame = text_frame(self.text.encode())
+        return self._frame
+
+
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, uncompressed, final WebSocket text frame (RFC 6455 5.2), as a server
+    sends it."""
+    size = len(payload)
+    if size < 126:
+        return struct.pack("!BB", 0x81, size) + payload
+    if size < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
+
+
+def idle_transport(socket: Any, queue: asyncio.Queue[Any], size: int) -> Any:
+    """The socket's WebSocket transport when a frame written to it now keeps the socket's
+    packet order, else None (the caller queues instead).
+
+    That is so only when the socket's WebSocket writer is parked on its empty queue: a
+    waiting getter means it has written every packet it took (it takes a batch, writes it,
+    then waits again), and none is queued. A polling or upgrading socket, one whose writer
+    is busy or waits for the transport to drain, and a message the socket compresses all go
+    through the queue."""
+    driver = getattr(socket, "_kpk_ws", None)
+    if driver is None or not socket.upgraded or socket.upgrading or queue.qsize():
+        return None
+    if not any(not waiter.done() for waiter in getattr(queue, "_getters", ())):
+        return None
+    response = driver._sock
+    writer = getattr(response, "_writer", None)
+    if writer is None or writer.protocol._paused:
+        return None
+    if response.compress and size > driver.compress_above:
+        return None
+    transport = writer.transport
+    if transport is None or transport.is_closing():
+        return None
+    return transport
+

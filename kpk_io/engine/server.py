@@ -1,0 +1,153 @@
+"""kpk-io's Socket.IO server (`Server`) and what other modules do to connections.
+
+Relies on: `socketio.AsyncServer._handle_eio_message(eio_sid, data)`, the handler of every
+incoming Engine.IO message, which decodes it with `sio.packet_class` (the public
+`serializer=`); `socketio.AsyncServer._handle_event(eio_sid, namespace, ack_id, data)`;
+`socketio.AsyncServer._send_packet(eio_sid, packet)`, through which every packet to a client
+goes, CONNECT_ERROR included; `sio.eio._async`, engineio's per-server map in which it looks
+its WebSocket driver up at every upgrade; `sio.eio.sockets`, engineio's map of Engine.IO
+session id to its `AsyncSocket`, with its `queue` (`qsize()` for the slow-consumer gauge);
+`socket.close(wait=False, abort=...)`, which runs the disconnect handler, then (abort=False)
+queues an Engine.IO CLOSE packet; a `None` in the queue ends the writer, which closes the
+transport.
+
+Two events that decode are refused (`Server._handle_event`), with the connection kept: one
+on a namespace the connection has not connected to, which python-socketio drops without an
+answer, is answered `invalid_request` on that namespace (the Socket.IO protocol lets an ACK
+name any namespace; socket.io-client drops it, as it would not be waiting for one); and one
+named `*`, the name python-socketio registers its catch-all handler under, which it would
+call as that event's own handler with the arguments shifted (the first data item taken for
+the sid), is answered `unknown_event`.
+"""
+
+import logging
+from typing import Any
+
+import socketio
+from socketio import packet as sio_packet
+
+from kpk_io import json_codec
+from kpk_io.engine.frames import WebSocketDriver
+from kpk_io.engine.packets import NAMESPACE, RefusedPacket, StrictPacket
+from kpk_io.protocol import ErrorCode, ProtocolError
+
+log = logging.getLogger(__name__)
+
+# The name under which python-socketio registers a catch-all handler; an event a client
+# names so is refused (Server._handle_event).
+CATCH_ALL = "*"
+
+
+class Server(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's AsyncServer with StrictPacket, closing connections that send a
+    packet it refuses."""
+
+    def __init__(self, *, ws_compression: int = 0, **options: Any) -> None:
+        super().__init__(serializer=StrictPacket, json=json_codec, **options)
+        # engineio looks its WebSocket driver up in this per-server map at every upgrade.
+        driver = type("WebSocket", (WebSocketDriver,), {"compress_above": ws_compression})
+        self.eio._async = {**self.eio._async, "websocket": driver}
+
+    async def _handle_eio_message(self, eio_sid: str, data: str | bytes) -> None:
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except RefusedPacket as refused:
+            if refused.close:
+                log.warning("closing a connection that sent a refused packet: %s",
+                            refused.reason)
+                await self.close_connection(eio_sid)
+            else:
+                await self._answer_refused(eio_sid, refused)
+
+    async def _handle_event(
+        self, eio_sid: str, namespace: str | None, ack_id: int | None, data: list[Any]
+    ) -> None:
+        """Refuse, before python-socketio dispatches them, the events it would mishandle:
+        one on a namespace this connection is not in (python-socketio drops it without an
+        answer) and one named `*` (python-socketio would run the catch-all handler as that
+        event's own, shifting its arguments: the data would be taken for the sid)."""
+        namespace = namespace or NAMESPACE
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if sid is None or not self.manager.is_connected(sid, namespace):
+            await self._answer_refused(eio_sid, RefusedPacket(
+                f"this connection is not connected to the namespace {namespace}; "
+                "connect to / first", close=False, ack_id=ack_id, namespace=namespace))
+        elif data[0] == CATCH_ALL:
+            await self._answer_refused(eio_sid, RefusedPacket(
+                f"no such event: {CATCH_ALL}", close=False, ack_id=ack_id,
+                namespace=namespace, code=ErrorCode.UNKNOWN_EVENT))
+        else:
+            await super()._handle_event(eio_sid, namespace, ack_id, data)
+
+    async def _send_packet(self, eio_sid: str, packet: sio_packet.Packet) -> None:
+        if packet.packet_type == sio_packet.CONNECT_ERROR:
+            packet.data = connect_error(packet.data)
+        await super()._send_packet(eio_sid, packet)
+
+    async def _answer_refused(self, eio_sid: str, refused: RefusedPacket) -> None:
+        """Answer a packet that keeps the connection with an error ack (`invalid_request`
+        unless the refusal says otherwise), when
+        its ack id could be read; a packet without one gets no answer, like any event
+        sent without an acknowledgement."""
+        log.debug("refused a packet: %s", refused.reason)
+        if refused.ack_id is None:
+            return
+        ack = ProtocolError(refused.code, refused.reason).to_ack()
+        answer = self.packet_class(
+            sio_packet.ACK, namespace=refused.namespace, id=refused.ack_id, data=[ack]
+        )
+        await self.eio.send(eio_sid, answer.encode())
+
+    async def close_connection(self, eio_sid: str) -> None:
+        """Say goodbye (a Socket.IO DISCONNECT: client libraries do not reconnect after it)
+        and close the transport."""
+        sid = self.manager.sid_from_eio_sid(eio_sid, NAMESPACE)
+        if sid is not None and self.manager.is_connected(sid, NAMESPACE):
+            await self.disconnect(sid)
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None:
+            await socket.close(wait=False, abort=False)  # an Engine.IO CLOSE packet
+            socket.queue.put_nowait(None)
+
+
+def connect_error(data: object) -> dict[str, Any]:
+    """A CONNECT_ERROR payload that carries `data: {error, message}`, as every connect_error
+    of kpk-io does. Those of kpk-io's own handlers have it already; python-socketio's own
+    (a namespace that is not served, a second connect to one, or a refusal by the admin
+    namespace) are a bare message, given a code here."""
+    if isinstance(data, dict) and isinstance(data.get("data"), dict) and "error" in data["data"]:
+        return data
+    message = str(data.get("message") if isinstance(data, dict) else data or "refused")
+    if message == "Unable to connect":  # python-socketio's words for both namespace cases
+        code = ErrorCode.INVALID_REQUEST
+        message = "no such namespace, or this connection is in it already: connect once to /"
+    else:
+        code = ErrorCode.UNAUTHORIZED
+    return {"message": message, "data": ProtocolError(code, message).to_data()}
+
+
+def slow_consumers(sio: socketio.AsyncServer, more_than: int) -> int:
+    """Connections whose send queue holds more than `more_than` packets: they read slower
+    than their rooms change (or stopped reading)."""
+    return sum(1 for socket in list(sio.eio.sockets.values())
+               if socket.queue.qsize() > more_than)
+
+
+def eio_sids(sio: socketio.AsyncServer) -> list[str]:
+    """The Engine.IO session ids of this node's connections."""
+    return list(sio.eio.sockets)
+
+
+async def drop_transport(sio: socketio.AsyncServer, eio_sid: str) -> None:
+    """Close a client's transport so that it reconnects (elsewhere, through the balancer)
+    and joins its rooms again.
+
+    Not sio.disconnect() nor engineio's disconnect(): both say goodbye in the protocol (a
+    Socket.IO DISCONNECT or an Engine.IO CLOSE packet), after which socket.io-client and
+    python-socketio clients deliberately stay away. Aborting the Engine.IO socket and waking
+    its writer closes the WebSocket (or answers the pending poll) without a goodbye.
+    """
+    socket = sio.eio.sockets.get(eio_sid)
+    if socket is not None:
+        await socket.close(wait=False, abort=True)
+        socket.queue.put_nowait(None)
