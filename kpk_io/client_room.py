@@ -36,11 +36,10 @@ class Room:
         # Who else is here, and the signals they send (client_presence.py).
         self.presence = Presence(name)
         self._meta: dict[str, JSON] = {}
-        self._texts = RoomTexts(self.update)
+        self._texts = RoomTexts(self.update, self._state.forget_text)
         self._sync = RoomSync(
             name, link, self._state, self.presence, applied=self._applied,
-            took_whole=self._texts.took_whole, took_text=self._texts.took,
-            meta=lambda: self._meta,
+            texts=self._texts, meta=lambda: self._meta,
         )
 
     @property
@@ -120,9 +119,11 @@ class Room:
             self.update(Change({field: value}))
 
     def unset(self, field: str) -> None:
+        self._texts.removed((field,))
         self.update(Change(unset=(field,)))
 
     def replace(self, state: Mapping[str, JSON]) -> None:
+        self._texts.removed(tuple(name for name in self._texts.bound if name not in state))
         self.update(Change(dict(state), replace=True))
 
     def update(self, change: Change) -> None:
@@ -186,7 +187,8 @@ class Room:
     def _applied(self, changes: list[RoomChange]) -> None:
         """Tell the listeners about changes of others that RoomState just applied."""
         for change in changes:
-            self._texts.took(change.change.text)
+            if not change.reset:  # a whole state reached the texts already (took_whole)
+                self._texts.took_change(change.change)
             for listener in list(self._listeners):
                 try:
                     listener(self, change)

@@ -4,6 +4,7 @@ a time with retries. What the state is after each event is RoomState's (room_sta
 what the caller sees is Room's (client_room.py)."""
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
@@ -11,6 +12,7 @@ from typing import Protocol
 from kpk_io.change import JSON, Change, CommittedChange, update_payload
 from kpk_io.client_error import Backoff, KpkError, is_retryable, retry_delay
 from kpk_io.client_presence import Presence
+from kpk_io.client_text import RoomTexts
 from kpk_io.protocol import Event
 from kpk_io.room_state import RoomChange, RoomState
 
@@ -37,20 +39,19 @@ class RoomSync:
         presence: Presence,
         *,
         applied: Callable[[list[RoomChange]], None],
-        took_whole: Callable[[Mapping[str, JSON]], None],
-        took_text: Callable[[Mapping[str, str]], None],
+        texts: RoomTexts,
         meta: Callable[[], dict[str, JSON]],
     ) -> None:
         """`applied` hears the changes of others RoomState applied (and, with none, that
-        something changed); `took_whole` each whole state; `took_text` the server's edits
-        made of our sets of texts (in an update's ack); `meta` gives what a join shows."""
+        something changed); `texts` each whole state, the server's edits made of our sets of
+        texts (in an update's ack), our acknowledged and stale edits; `meta` gives what a
+        join shows."""
         self.name = name
         self._link = link
         self._state = state
         self._presence = presence
         self._applied = applied
-        self._took_whole = took_whole
-        self._took_text = took_text
+        self._texts = texts
         self._meta = meta
         self.joined = False
         self.closed = False
@@ -82,7 +83,7 @@ class RoomSync:
             raise
         self._presence.joined(ack)
         self.joined = True
-        self._took_whole(ack)
+        self._texts.took_whole(ack)
         applied, needs_sync = self._state.joined(int(ack["rev"]), dict(ack["state"]), _tag_of(ack))
         self._applied(applied)
         if needs_sync:
@@ -97,7 +98,7 @@ class RoomSync:
                 # if our history is not the room's (Redis lost data and moved on)
             ack = await self._link.request(Event.SYNC, request)
             if "state" in ack:
-                self._took_whole(ack)
+                self._texts.took_whole(ack)
                 self._applied(self._state.reset(int(ack["rev"]), dict(ack["state"]), _tag_of(ack)))
                 return
             for body in ack["changes"]:
@@ -128,7 +129,10 @@ class RoomSync:
     ) -> None:
         """The ack of change `change_id` (`change` when it was sent outside `pending`)."""
         text = ack.get("text")  # the server's edits made of our sets of texts
-        self._took_text(text if isinstance(text, dict) else {})
+        self._texts.took(text if isinstance(text, dict) else {})
+        sent = next((e.change for e in self._state.in_flight if e.id == change_id), change)
+        if sent is not None:
+            self._texts.acknowledged(sent)
         rev, tag = int(ack["rev"]), _tag_of(ack)
         self._applied(self._state.acknowledged(change_id, rev, tag, change=change))
         if self._state.own:  # revs before ours are missing: they should be on their way
@@ -166,6 +170,9 @@ class RoomSync:
     async def _refused(self, change_id: str, exc: KpkError) -> bool:
         """Handle a refused update; True to go on sending now."""
         self.last_error = exc
+        if exc.code == "text_stale":  # edits of a text the server no longer holds
+            self._spawn_resume(lambda: self._retype(change_id))
+            return False
         if not is_retryable(exc.code):
             log.error("room %r: change dropped, the server refused it: %s", self.name, exc)
             self._state.drop(change_id)
@@ -181,6 +188,21 @@ class RoomSync:
         # same id, so if it was committed after all the server answers `duplicate` instead.
         await asyncio.sleep(retry_delay(exc, self._send_backoff.next_delay()))
         return True
+
+    async def _retype(self, change_id: str) -> None:
+        """After text_stale: sync (it brings the unset, replace or lost room the edit missed),
+        then the edited texts start over and their typing is sent again; the change's other
+        fields are sent again as they were."""
+        await self.sync()
+        entry = next((e for e in self._state.in_flight if e.id == change_id), None)
+        if entry is None or not self._state.drop(change_id):
+            return
+        change = entry.change
+        others = {k: v for k, v in change.set.items() if k not in change.text}
+        if others or change.unset or change.replace:
+            self._state.edit(dataclasses.replace(change, set=others, text={}))
+        self._texts.stale(change)
+        self._applied([])
 
     def _spawn_resume(self, step: Callable[[], Awaitable[None]], *, restart: bool = False) -> None:
         """Run `step` (rejoin or sync) in the background, retrying while connected."""

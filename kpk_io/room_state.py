@@ -17,6 +17,7 @@ rev is the server's word on that rev, over whatever we made of it.
 """
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 from kpk_io.change import Change, CommittedChange, State, merge_changes
@@ -92,6 +93,18 @@ class RoomState:
     def edit(self, change: Change) -> None:
         """A local edit, merged into what is not sent yet."""
         self.pending = change if self.pending is None else merge_changes(self.pending, change)
+
+    def forget_text(self, field: str) -> None:
+        """Take the unsent edits of text `field` (and its string) out of `pending`: they
+        were made on a document the field has started over from (client_text.py)."""
+        pending = self.pending
+        if pending is not None and field in pending.text:
+            fields = {k: v for k, v in pending.set.items() if k != field}
+            text = {k: v for k, v in pending.text.items() if k != field}
+            if fields or text or pending.unset or pending.replace:
+                self.pending = dataclasses.replace(pending, set=fields, text=text)
+            else:
+                self.pending = None
 
     def send(self, change_id: str) -> Outgoing | None:
         """Move the pending change to in flight under `change_id`."""
