@@ -229,9 +229,13 @@ class Hub:
         return snapshot
 
     async def _advance(self, lane: Lane, committed: CommittedChange) -> None:
-        if lane.cursor is None or committed.rev <= lane.cursor:
+        if lane.cursor is None or committed.rev < lane.cursor:
             return  # before the first join's snapshot, or already delivered
-        follows = lane.tag is None or not committed.prev or committed.prev == lane.tag
+        again = committed.rev == lane.cursor  # delivered, or handed out anew: Redis lost data
+        if again and committed.tag in (None, lane.tag):
+            return
+        prev_ok = lane.tag is None or not committed.prev or committed.prev == lane.tag
+        follows = prev_ok and not again
         if committed.rev == lane.cursor + 1 and follows:
             self._deliver(lane, committed)
             return

@@ -260,3 +260,32 @@ async def test_members_converge_when_redis_loses_a_room_they_share(
                 await room.wait_for(lambda s: s == expected, timeout=20)
     finally:
         await raw.aclose()
+
+
+async def test_members_converge_when_the_first_change_after_redis_lost_a_room_is_the_last(
+    start_kpk: StartKpk, own_redis: RedisServer
+) -> None:
+    """Redis loses a room at rev 1 and the next commit is rev 1 again, on another history:
+    every member (the writer at the rev of its ack, the others at their old rev 1) ends up
+    with the server's state, though nobody writes after it."""
+    first = start_kpk("--redis-url", own_redis.url)
+    second = start_kpk("--redis-url", own_redis.url)
+    raw = aioredis.from_url(own_redis.url)
+    try:
+        async with KpkClient(first.url) as a, KpkClient(second.url) as b, AsyncPublisher(
+            own_redis.url
+        ) as publisher:
+            room_a, room_b = await a.join(ROOM), await b.join(ROOM)
+            room_a.set("a", 1)
+            await room_a.flush()
+            await room_b.wait_for(lambda s: s == {"a": 1})
+            await raw.delete(*dataclasses.astuple(room_keys("kpk:", ROOM)))  # Redis lost it
+            room_b.set("title", "x")
+            await room_b.flush()
+            server = await publisher.get(ROOM)
+            assert (server.rev, server.state) == (1, {"title": "x"})
+            for room in (room_a, room_b):
+                await room.wait_for(lambda s: s == server.state, timeout=20)
+                assert room.rev == server.rev
+    finally:
+        await raw.aclose()

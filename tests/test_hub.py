@@ -210,6 +210,27 @@ async def test_a_store_behind_the_cursor_makes_members_join_again(
         await store.close()
 
 
+async def test_the_cursor_rev_again_on_another_history_makes_members_join_again(
+    redis_server: RedisServer, key_prefix: str
+) -> None:
+    """Redis lost the room and the next commit got the cursor's rev again: its feed message is
+    no older than the cursor, its tag shows another commit, so members join again (they hold
+    that rev with other contents, and nobody may write after it)."""
+    store = RedisStateStore(redis_server.url, prefix=key_prefix, history=10)
+    node = wire(store)
+    try:
+        await node.hub.join("a", ROOM)
+        await node.commit(Change({"old": 1}))
+        await node.delivered_up_to(1)
+        await _lose_everything(redis_server, key_prefix)
+        await node.commit(Change({"new": 1}))
+        await eventually(lambda: node.sockets.resyncs == [ROOM], 10.0, "a resync")
+        assert [c.rev for c in node.sockets.delivered] == [1]
+    finally:
+        await node.hub.close()
+        await store.close()
+
+
 async def _lose_everything(redis_server: RedisServer, key_prefix: str) -> None:
     client = aioredis.from_url(redis_server.url)
     try:
