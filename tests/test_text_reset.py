@@ -55,20 +55,25 @@ async def test_typing_into_a_removed_text_again_converges(
 
 
 async def test_typing_on_an_old_document_before_the_unset_arrives_keeps_it(
-    nodes: list[KpkServer],
+    nodes: list[KpkServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """B's edit is sent on the old document while A's unset is committed: the server
-    refuses it (text_stale), B starts over and sends its typing again."""
+    """B's edit is sent on the old document while the unset has not reached B (its update
+    events are lost: the one fault injected): the server refuses it (text_stale), B syncs,
+    starts over and sends its typing again."""
     async with KpkClient(nodes[0].url) as one, KpkClient(nodes[1].url) as two:
         a, b = await one.join(ROOM), await two.join(ROOM)
         a.text("note").insert(0, "old text")
         await a.flush()
         await eventually(lambda: str(b.text("note")) == "old text")
-        async with members(nodes[0].url) as [outside]:
-            await outside.join(ROOM)
-            await outside.update(ROOM, unset=["note"])
-            b.text("note").insert(0, "new ")  # before the unset reaches B, most likely
+        refused: list[str] = []
+        with monkeypatch.context() as patch:
+            patch.setattr(b, "remote", lambda committed, sync=True: None)
+            a.unset("note")
+            await a.flush()
+            b.text("note").insert(0, "new ")
             await b.flush()
+            refused.append(str(b.last_error and b.last_error.code))
+        assert refused == ["text_stale"]
         await converged(nodes[0], [a, b], "new ")
 
 

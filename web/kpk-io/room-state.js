@@ -79,6 +79,22 @@ export class RoomState {
   }
 
   /**
+   * Take the unsent edits of text `field` (and its string) out of `pending`: they were made
+   * on a document the field has started over from (text.js).
+   * @param {string} field
+   */
+  forgetText(field) {
+    const pending = this.pending;
+    if (!pending?.text || !Object.hasOwn(pending.text, field)) return;
+    const set = { ...pending.set };
+    const text = { ...pending.text };
+    delete set[field];
+    delete text[field];
+    const left = { set, unset: pending.unset, replace: pending.replace, ...(Object.keys(text).length ? { text } : {}) };
+    this.pending = Object.keys(set).length || left.text || left.unset.length || left.replace ? left : null;
+  }
+
+  /**
    * Move the pending change to in-flight under `id`.
    * @param {string} id
    * @param {number} connection

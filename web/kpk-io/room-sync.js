@@ -17,7 +17,10 @@ import { committedFromWire, updatePayload } from "./change.js";
  * @property {() => Record<string, any>} meta
  * @property {(applied: Committed[]) => void} applied  changes of others (or a whole state) applied
  * @property {(ack: any) => void} tookWhole  a join or sync answered with the whole state
- * @property {(ack: any) => void} tookAck  an update's ack (it may carry the server's text edits)
+ * @property {(ack: any, change: import("./change.js").Change) => void} tookAck  an update's ack
+ *   (it may carry the server's text edits), with the change it acknowledges
+ * @property {(change: import("./change.js").Change) => void} staleText  a change refused as
+ *   text_stale, after a sync: its texts start over and their typing is sent again
  * @property {() => void} settled  the unacknowledged edits may have changed
  * @property {(changes: PresenceChange[]) => void} presenceChanged
  * @property {(error: KpkError, change: import("./change.js").Change) => void} dropped
@@ -222,7 +225,7 @@ export class RoomSync {
     entry.sentOn = connection;
     this.#link.request("update", updatePayload(this.#host.id, entry.id, entry.change)).then(
       (ack) => {
-        this.#host.tookAck(ack);
+        this.#host.tookAck(ack, entry.change);
         this.#changed(this.#state.acknowledged(entry.id, ack.rev, ack.tag ?? null));
         this.#pump();
       },
@@ -236,6 +239,7 @@ export class RoomSync {
    * @param {number} connection  the one the change went out on
    */
   #refused(entry, error, connection) {
+    if (error.code === "text_stale") return this.#retype(entry, connection);
     if (!isRetryable(error.code)) {
       if (this.#state.drop(entry.id)) this.#host.dropped(error, entry.change);
       this.#changed([]);
@@ -251,6 +255,40 @@ export class RoomSync {
     if (this.#holding) return;
     this.#holding = true;
     this.#later(() => this.#syncThenSend(), retryAfterMs(error));
+  }
+
+  /**
+   * After text_stale: sync (it brings the unset, replace or lost room the edit missed), then
+   * the edited texts start over and their typing is sent again; the change's other fields
+   * are sent again as they were.
+   * @param {Outgoing} entry
+   * @param {number} connection
+   */
+  #retype(entry, connection) {
+    if (connection !== this.#link.connection || this.#host.closed()) return;
+    this.#holding = true;
+    this.#sync().then(
+      () => {
+        this.#holding = false;
+        if (this.#state.drop(entry.id)) {
+          const { change } = entry;
+          const text = change.text ?? {};
+          const set = Object.fromEntries(Object.entries(change.set).filter(([name]) => !Object.hasOwn(text, name)));
+          if (Object.keys(set).length || change.unset.length || change.replace) this.#state.edit({ set, unset: change.unset, replace: change.replace });
+          this.#host.staleText(change);
+          this.#due = this.#state.pending !== null;
+        }
+        this.#changed([]);
+        this.#pump();
+      },
+      (error) => {
+        this.#holding = false;
+        const failure = asKpkError(error);
+        if (failure.code === "disconnected" || this.#host.closed()) return; // rejoin sends it again
+        entry.sentOn = null; // sent again as it was, the server refuses it again, this runs again
+        this.#later(() => this.#syncThenSend(), retryAfterMs(failure));
+      },
+    );
   }
 
   /** Sync now when a missing rev cannot be ours; give it a moment when it may be. */

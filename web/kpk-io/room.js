@@ -23,7 +23,10 @@ export class Room extends EventTarget {
   #sync;
   /** @type {Record<string, any>} */
   #meta = {};
-  #texts = new RoomTexts((change) => this.update(change));
+  #texts = new RoomTexts(
+    (change) => this.update(change),
+    (field) => this.#state.forgetText(field),
+  );
   /** @type {Status} */
   #status = "connecting";
   #wasLive = false;
@@ -52,11 +55,16 @@ export class Room extends EventTarget {
       failure: () => this.#failure,
       meta: () => this.#meta,
       applied: (applied) => {
-        for (const committed of applied) this.#texts.took(committed);
+        // A whole state (reset) reached the texts already (tookWhole).
+        for (const committed of applied) if (!committed.reset) this.#texts.tookChange(committed);
         for (const committed of applied) this.#emit("change", committed);
       },
       tookWhole: (ack) => this.#texts.tookWhole(ack),
-      tookAck: (ack) => this.#texts.took(ack), // the server's edits made of our sets of texts
+      tookAck: (ack, change) => {
+        this.#texts.took(ack); // the server's edits made of our sets of texts
+        this.#texts.acknowledged(change);
+      },
+      staleText: (change) => this.#texts.stale(change),
       settled: () => this.#settled(),
       presenceChanged: (changes) => this.#presenceChanged(changes),
       dropped: (error, change) => this.#emit("error", { error, change }),
@@ -147,11 +155,13 @@ export class Room extends EventTarget {
 
   /** @param {string} field */
   unset(field) {
+    this.#texts.removed([field]);
     this.update({ unset: [field] });
   }
 
   /** @param {State} state  the whole new state: fields not in it are removed */
   replace(state) {
+    this.#texts.removed(this.#texts.bound.filter((name) => !Object.hasOwn(state, name)));
     this.update({ set: state, replace: true });
   }
 

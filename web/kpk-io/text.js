@@ -34,20 +34,55 @@ export function mergeTextUpdates(first, then) {
  * @typedef {{set: {[field: string]: string}, text: {[field: string]: string}}} TextChange
  */
 
-/** One text field of a room: `ytext` for editor bindings, `bind(element)` for a plain one. */
+/**
+ * The clients whose structs `update` holds, and how far (a state vector), or an empty map.
+ * @param {Uint8Array} update
+ */
+function clocksOf(update) {
+  try {
+    return Y.decodeStateVector(Y.encodeStateVectorFromUpdate(update));
+  } catch {
+    return new Map();
+  }
+}
+
+/**
+ * One text field of a room: `ytext` for editor bindings, `bind(element)` for a plain one.
+ *
+ * Besides its document it keeps `confirmed`, the server's document as far as this page knows
+ * (the server's updates and our acknowledged edits). When the server's document no longer
+ * holds it (the field was unset, replaced away or made plain, or Redis lost the room), the
+ * handle starts over from the server's document (`doc` and `ytext` are new ones then; bound
+ * elements follow) and types again what was typed here and not acknowledged.
+ */
 export class TextHandle {
+  /** @type {Set<() => void>} what bind() does when the document is a new one */
+  #rebinds = new Set();
+  #send;
+
   /** @param {string} field @param {(change: TextChange) => void} send */
   constructor(field, send) {
     this.field = field;
+    this.#send = send;
+    this.#start(null);
+  }
+
+  /** @param {string | null} merged */
+  #start(merged) {
+    const doc = new Y.Doc();
     // Typed by the `yjs` package (a peer dependency): the declarations name no vendored file.
     /** @type {import("yjs").Doc} */
-    this.doc = new Y.Doc();
+    this.doc = doc;
     /** @type {import("yjs").Text} the Y.Text, for editor bindings (y-prosemirror, y-codemirror) */
-    this.ytext = this.doc.getText(TEXT_ROOT);
-    this.doc.on("update", (/** @type {Uint8Array} */ update, /** @type {unknown} */ origin) => {
-      if (origin === REMOTE) return;
-      send({ set: { [field]: this.ytext.toString() }, text: { [field]: toBase64(update) } });
+    this.ytext = doc.getText(TEXT_ROOT);
+    /** @type {import("yjs").Doc} */
+    this.confirmed = new Y.Doc();
+    const field = this.field;
+    doc.on("update", (/** @type {Uint8Array} */ update, /** @type {unknown} */ origin) => {
+      if (origin === REMOTE || doc !== this.doc) return; // a remote edit, or an old document
+      this.#send({ set: { [field]: doc.getText(TEXT_ROOT).toString() }, text: { [field]: toBase64(update) } });
     });
+    if (merged !== null) this.apply(merged);
   }
 
   toString() {
@@ -56,7 +91,47 @@ export class TextHandle {
 
   /** Merge an update from the server (another member's edit, or a whole document). */
   apply(/** @type {string} */ update) {
-    Y.applyUpdate(this.doc, fromBase64(update), REMOTE);
+    const bytes = fromBase64(update);
+    Y.applyUpdate(this.doc, bytes, REMOTE);
+    Y.applyUpdate(this.confirmed, bytes, REMOTE);
+  }
+
+  /** Our edit `update`, acknowledged: the server holds it, unless made on an older document. */
+  acknowledged(/** @type {string} */ update) {
+    if (this.madeHere(update)) Y.applyUpdate(this.confirmed, fromBase64(update), REMOTE);
+  }
+
+  /** Whether `update` was made on the current document (not one started over from). */
+  madeHere(/** @type {string} */ update) {
+    return [...clocksOf(fromBase64(update)).keys()].every((client) => client === this.doc.clientID);
+  }
+
+  /** Whether the server's document `merged` (null: none) holds everything confirmed here. */
+  holds(/** @type {string | null} */ merged) {
+    const theirs = merged === null ? new Map() : clocksOf(fromBase64(merged));
+    return [...Y.decodeStateVector(Y.encodeStateVector(this.confirmed))].every(([client, clock]) => (theirs.get(client) ?? 0) >= clock);
+  }
+
+  /**
+   * Start from the server's document `merged` (null: no text), then type again what was
+   * typed here and not acknowledged (`retype` false: nothing, after our own unset).
+   * @param {string | null} merged
+   * @param {boolean} [retype]
+   */
+  startOver(merged, retype = true) {
+    const local = this.ytext.toString();
+    const base = this.confirmed.getText(TEXT_ROOT).toString();
+    this.doc.destroy();
+    this.#start(merged);
+    for (const rebind of this.#rebinds) rebind();
+    const { at, removed, inserted } = difference(base, local);
+    if (!retype || (!removed && !inserted)) return;
+    const from = Math.min(at, this.ytext.length);
+    this.doc.transact(() => {
+      const count = Math.min(removed, this.ytext.length - from);
+      if (count) this.ytext.delete(from, count);
+      if (inserted) this.ytext.insert(from, inserted);
+    });
   }
 
   /** Replace the whole content, as one edit. */
@@ -94,18 +169,30 @@ export class TextHandle {
       view.write(this.ytext.toString());
       if (start !== null && end !== null) view.select(moved(start, event.delta), moved(end, event.delta));
     };
+    let observed = this.ytext;
+    // A new document (the handle started over): observe it, and show it (typing not yet
+    // acknowledged is typed again into it right after, which onChange shows).
+    const rebind = () => {
+      observed.unobserve(onChange);
+      observed = this.ytext;
+      observed.observe(onChange);
+      view.write(this.ytext.toString());
+    };
     element.addEventListener("input", onInput);
-    this.ytext.observe(onChange);
+    observed.observe(onChange);
+    this.#rebinds.add(rebind);
     return () => {
       element.removeEventListener("input", onInput);
-      this.ytext.unobserve(onChange);
+      observed.unobserve(onChange);
+      this.#rebinds.delete(rebind);
     };
   }
 }
 
 /**
  * The text fields of one room bound with room.text(), and the documents of the last whole
- * state (join, sync) to start new ones from (kpk_io/client_text.py RoomTexts).
+ * state (join, sync) to start new ones from (kpk_io/client_text.py RoomTexts). `forget(field)`
+ * takes the field's unsent edits of a document started over from out of the pending change.
  */
 export class RoomTexts {
   /** @type {Map<string, TextHandle>} */
@@ -113,10 +200,17 @@ export class RoomTexts {
   /** @type {{[field: string]: string}} */
   #merged = {};
   #send;
+  #forget;
 
-  /** @param {(change: TextChange) => void} send */
-  constructor(send) {
+  /** @param {(change: TextChange) => void} send @param {(field: string) => void} [forget] */
+  constructor(send, forget = () => {}) {
     this.#send = send;
+    this.#forget = forget;
+  }
+
+  /** The fields bound with text(). */
+  get bound() {
+    return [...this.#bound.keys()];
   }
 
   /** @param {string} field @param {unknown} current  the field's value now */
@@ -131,28 +225,58 @@ export class RoomTexts {
     return handle;
   }
 
-  /** `view` with each bound text's string: its document holds every edit received. */
+  /**
+   * `view` with each bound text's string: its document holds every edit received. A field
+   * whose value is not a string (set by another member) shows that value.
+   */
   show(/** @type {Record<string, unknown>} */ view) {
-    for (const [name, handle] of this.#bound) if (Object.hasOwn(view, name)) view[name] = handle.toString();
+    for (const [name, handle] of this.#bound) if (typeof view[name] === "string") view[name] = handle.toString();
     return view;
   }
 
-  /** A set of a bound text with a string edits it (as the server would); true then. */
+  /**
+   * A set of a bound text with a string edits it (as the server would); true then. Any
+   * other value makes the field plain: its document starts over, empty.
+   */
   set(/** @type {string} */ field, /** @type {unknown} */ value) {
     const handle = this.#bound.get(field);
-    if (!handle || typeof value !== "string") return false;
+    if (!handle) return false;
+    if (typeof value !== "string") {
+      this.removed([field]);
+      return false;
+    }
     handle.replace(value);
     return true;
   }
 
-  /** Merge a whole state's texts (a join's or a sync's ack) into the bound documents. */
+  /** Our own unset or replace removes these texts (null: every one). */
+  removed(/** @type {string[] | null} */ fields = null) {
+    for (const [name, handle] of this.#bound) {
+      if (fields !== null && !fields.includes(name)) continue;
+      delete this.#merged[name];
+      this.#forget(name);
+      handle.startOver(null, false);
+    }
+  }
+
+  /** @param {string} name @param {string | null} merged */
+  #startOver(name, merged) {
+    this.#forget(name);
+    this.#bound.get(name)?.startOver(merged);
+  }
+
+  /**
+   * Merge a whole state's texts (a join's or a sync's ack) into the bound documents; a field
+   * whose server document lost what was confirmed here starts over from it.
+   */
   tookWhole(/** @type {any} */ ack) {
     const texts = ack && typeof ack.texts === "object" && ack.texts !== null ? ack.texts : {};
     this.#merged = {};
-    for (const [name, merged] of Object.entries(texts)) {
-      if (typeof merged !== "string") continue;
-      this.#merged[name] = merged;
-      this.#bound.get(name)?.apply(merged);
+    for (const [name, merged] of Object.entries(texts)) if (typeof merged === "string") this.#merged[name] = merged;
+    for (const [name, handle] of this.#bound) {
+      const merged = this.#merged[name] ?? null;
+      if (!handle.holds(merged)) this.#startOver(name, merged); // unset, replaced or lost meanwhile
+      else if (merged !== null) handle.apply(merged);
     }
     // A field bound before the join that holds a plain string becomes a text holding it.
     const state = ack && typeof ack.state === "object" && ack.state !== null ? ack.state : {};
@@ -165,6 +289,24 @@ export class RoomTexts {
   }
 
   /**
+   * A committed change of another member: text edits merge; a bound text it unsets,
+   * replaces away or makes plain starts over, empty.
+   * @param {{set?: {[field: string]: unknown}, unset?: string[], replace?: boolean, text?: {[field: string]: string}}} committed
+   */
+  tookChange(committed) {
+    const set = committed.set ?? {};
+    const text = committed.text ?? {};
+    for (const name of this.#bound.keys()) {
+      const removed = (committed.unset ?? []).includes(name) || (committed.replace && !Object.hasOwn(set, name));
+      if (!Object.hasOwn(text, name) && (removed || Object.hasOwn(set, name))) {
+        delete this.#merged[name];
+        this.#startOver(name, null);
+      }
+    }
+    this.took(committed);
+  }
+
+  /**
    * Merge committed text edits (another member's, or the server's edit made of a set of
    * ours, from its ack); kept for fields not bound yet, so text() starts current.
    */
@@ -173,6 +315,22 @@ export class RoomTexts {
       const handle = this.#bound.get(name);
       if (handle) handle.apply(update);
       else this.#merged[name] = Object.hasOwn(this.#merged, name) ? mergeTextUpdates(this.#merged[name], update) : update;
+    }
+  }
+
+  /** Our change, acknowledged: its text edits are in the server's documents. */
+  acknowledged(/** @type {{text?: {[field: string]: string}}} */ change) {
+    for (const [name, update] of Object.entries(change.text ?? {})) this.#bound.get(name)?.acknowledged(update);
+  }
+
+  /**
+   * The server refused `change` as text_stale (after a sync brought what it lacked): each
+   * text it edits on a current document starts over from what is confirmed.
+   */
+  stale(/** @type {{text?: {[field: string]: string}}} */ change) {
+    for (const [name, update] of Object.entries(change.text ?? {})) {
+      const handle = this.#bound.get(name);
+      if (handle?.madeHere(update)) this.#startOver(name, toBase64(Y.encodeStateAsUpdate(handle.confirmed)));
     }
   }
 }
