@@ -1,18 +1,22 @@
 """tests/client_vectors.json against the Python client; web/test/client-vectors.test.js runs
 the same cases against the browser client."""
 
+import asyncio
 import copy
 import json
 from pathlib import Path
 from typing import Any
 
+import pycrdt
 import pytest
 
 from kpk_io.change import Change, CommittedChange, merge_changes, update_payload
 from kpk_io.client_error import is_retryable
+from kpk_io.client_text import RoomTexts
 from kpk_io.protocol import ErrorCode
 from kpk_io.room_state import RoomChange, RoomState
 from kpk_io.rooms import InvalidRoom, check_room
+from kpk_io.text import ROOT, decode_update
 
 SPEC = json.loads((Path(__file__).parent / "client_vectors.json").read_text(encoding="utf-8"))
 Case = dict[str, Any]
@@ -161,3 +165,42 @@ def test_transitions(case: Case) -> None:
         }
         for key, expected in step["expect"].items():
             assert seen[key] == expected, f"step {number} ({step}): {key}"
+
+
+@pytest.mark.parametrize("case", _cases("texts"), ids=lambda c: c["name"][:60])
+async def test_texts(case: Case) -> None:
+    sent: list[Change] = []
+    forgotten: list[str] = []
+    acked = 0
+    texts = RoomTexts(sent.append, forgotten.append)
+    state: dict[str, Any] = {}
+    for number, step in enumerate(case["steps"]):
+        kind = next(key for key in step if key != "expect")
+        args, shown = step[kind], None
+        if kind == "whole":
+            state = copy.deepcopy(args["state"])
+            texts.took_whole(args)
+        elif kind == "bind":
+            texts.text(args["field"], state.get(args["field"]))
+        elif kind == "type":
+            texts.text(args["field"], None).insert(args["at"], args["insert"])
+        elif kind == "ack":
+            for change in sent[acked:]:
+                texts.acknowledged(change)
+            acked = len(sent)
+        elif kind == "remote":
+            texts.took_change(CommittedChange.from_wire("r", args["wire"]).change)
+        elif kind == "show":
+            shown = texts.show(copy.deepcopy(args["view"]))
+        else:
+            assert kind == "unset", kind
+            texts.removed((args["field"],))
+        await asyncio.sleep(0)  # edits are sent by a callback of the loop's
+        seen = {"sent": len(sent), "forgotten": forgotten, "shown": shown}
+        if sent and sent[-1].text:
+            empty: pycrdt.Doc[pycrdt.Text] = pycrdt.Doc()
+            empty.apply_update(decode_update(next(iter(sent[-1].text.values()))))
+            seen["last_sent_onto_empty"] = str(empty.get(ROOT, type=pycrdt.Text))
+        for key, expected in step["expect"].items():
+            actual = str(texts.text("note", None)) if key == "string" else seen.get(key)
+            assert actual == expected, f"step {number} ({step}): {key}"

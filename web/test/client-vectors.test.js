@@ -8,6 +8,8 @@ import { applyChange, committedFromWire, mergeChanges, updatePayload } from "../
 import { isRetryable } from "../kpk-io/error.js";
 import { checkRoom } from "../kpk-io/room-path.js";
 import { RoomState } from "../kpk-io/room-state.js";
+import { RoomTexts, TEXT_ROOT, fromBase64 } from "../kpk-io/text.js";
+import * as Y from "../kpk-io/yjs.esm.min.js";
 
 const spec = JSON.parse(readFileSync(new URL("../../tests/client_vectors.json", import.meta.url), "utf8"));
 
@@ -144,6 +146,51 @@ test("client_vectors.json transitions: the room state after each event", async (
           applied: applied.map(heard),
           needs_sync: needsSync,
         };
+        for (const [key, expected] of Object.entries(step.expect)) {
+          assert.deepEqual(seen[key], expected, `step ${number} (${JSON.stringify(step)}): ${key}`);
+        }
+      });
+    });
+  }
+});
+
+test("client_vectors.json texts: bound text fields after each event", async (t) => {
+  for (const c of spec.texts.cases) {
+    await t.test(c.name, () => {
+      /** @type {any[]} */
+      const sent = [];
+      /** @type {string[]} */
+      const forgotten = [];
+      let acked = 0;
+      const texts = new RoomTexts((change) => sent.push(change), (field) => forgotten.push(field));
+      /** @type {Record<string, any>} */
+      let state = {};
+      c.steps.forEach((/** @type {any} */ step, /** @type {number} */ number) => {
+        const kind = Object.keys(step).find((key) => key !== "expect");
+        const args = step[kind ?? ""];
+        let shown = null;
+        if (kind === "whole") {
+          state = structuredClone(args.state);
+          texts.tookWhole(args);
+        } else if (kind === "bind") texts.text(args.field, state[args.field]);
+        else if (kind === "type") texts.text(args.field, null).ytext.insert(args.at, args.insert);
+        else if (kind === "ack") {
+          for (const change of sent.slice(acked)) texts.acknowledged(change);
+          acked = sent.length;
+        } else if (kind === "remote") texts.tookChange(committedFromWire(args.wire));
+        else if (kind === "show") shown = texts.show(structuredClone(args.view));
+        else {
+          assert.equal(kind, "unset");
+          texts.removed([args.field]);
+        }
+        /** @type {Record<string, any>} */
+        const seen = { sent: sent.length, forgotten, shown, string: texts.text("note", null).toString() };
+        const last = sent.at(-1);
+        if (last?.text) {
+          const empty = new Y.Doc();
+          Y.applyUpdate(empty, fromBase64(Object.values(last.text)[0]));
+          seen.last_sent_onto_empty = empty.getText(TEXT_ROOT).toString();
+        }
         for (const [key, expected] of Object.entries(step.expect)) {
           assert.deepEqual(seen[key], expected, `step ${number} (${JSON.stringify(step)}): ${key}`);
         }
