@@ -10,7 +10,8 @@ no longer holds it (the field was unset, replaced away or made plain, or Redis l
 edits of the old document would build on characters the server lacks (`text_stale`), so the
 field starts over from the server's document, and what was typed here and not acknowledged
 (the difference between `confirmed` and the document) is typed again on top: no character
-typed is lost. room.text(field) then returns the new document's Y.Text.
+typed is lost. room.text(field) then returns the new document's Y.Text; edits made on the
+old one are carried over to it.
 """
 
 import asyncio
@@ -49,6 +50,8 @@ class RoomText:
         self.field = field
         self._send = send
         self._applying = False
+        # Documents started over from, still forwarding edits made on them.
+        self._retired: list[tuple[pycrdt.Doc[pycrdt.Text], pycrdt.Subscription]] = []
         self._start(None)
 
     def _start(self, merged: str | None) -> None:
@@ -91,23 +94,45 @@ class RoomText:
         mine = clocks_of(encode_update(self.confirmed.get_update()))
         return all(theirs.get(client, 0) >= clock for client, clock in mine.items())
 
-    def start_over(self, merged: str | None, *, retype: str = "unacknowledged") -> None:
+    def start_over(self, merged: str | None, *, retype: bool = True) -> None:
         """Start from the server's document `merged` (None: no text), then type again what
-        was typed here and not acknowledged (`retype="all"`: whatever the local string has
-        that the server's lacks, when the server lost its text; "none": nothing)."""
+        was typed here and not acknowledged (`retype` False: nothing, after our own unset).
+        Edits made later on the old document's Y.Text (a caller still holding it) go on to
+        the new one."""
         local, confirmed = str(self.text), str(self._confirmed_text)
-        self.doc.unobserve(self._subscription)
+        self._retire()
         self._start(merged)
-        base = str(self.text) if retype == "all" else confirmed
-        at, removed, inserted = difference(base, local)
-        if retype == "none" or not (removed or inserted):
-            return
+        if retype:
+            self._edit(*difference(confirmed, local))
+
+    def _edit(self, at: int, removed: int, inserted: str) -> None:
+        """Replace `removed` characters at `at` with `inserted` (clamped to the text)."""
         at = min(at, len(self.text))
-        with self.doc.transaction():  # sent as a new edit of the new document
-            if removed := min(removed, len(self.text) - at):
+        removed = min(removed, len(self.text) - at)
+        if not removed and not inserted:
+            return
+        with self.doc.transaction():  # sent as an edit of the current document
+            if removed:
                 del self.text[at:at + removed]
             if inserted:
                 self.text.insert(at, inserted)
+
+    def _retire(self) -> None:
+        old, text = self.doc, self.text
+        old.unobserve(self._subscription)
+        last = [str(text)]
+
+        def forward() -> None:
+            now = str(text)
+            at, removed, inserted = difference(last[0], now)
+            last[0] = now
+            self._edit(at, removed, inserted)
+
+        def on_transaction(event: pycrdt.TransactionEvent) -> None:
+            if event.update and event.update != b"\x00\x00":
+                asyncio.get_running_loop().call_soon(forward)
+
+        self._retired.append((old, old.observe(on_transaction)))
 
     def replace(self, content: str) -> None:
         """Replace the whole content, as one edit."""
@@ -184,11 +209,11 @@ class RoomTexts:
             if fields is None or name in fields:
                 self._merged.pop(name, None)
                 self._forget(name)
-                handle.start_over(None, retype="none")
+                handle.start_over(None, retype=False)
 
-    def _start_over(self, name: str, merged: str | None, retype: str = "unacknowledged") -> None:
+    def _start_over(self, name: str, merged: str | None) -> None:
         self._forget(name)
-        self._bound[name].start_over(merged, retype=retype)
+        self._bound[name].start_over(merged)
 
     def took_whole(self, ack: Mapping[str, JSON]) -> None:
         """Merge a whole state's texts into the bound documents (idempotent: Yjs); a field

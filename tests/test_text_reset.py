@@ -40,6 +40,7 @@ async def test_typing_into_a_removed_text_again_converges(
         a.text("note").insert(0, "old text")
         await a.flush()
         await eventually(lambda: str(b.text("note")) == "old text")
+        held = b.text("note")  # a caller holding the Y.Text across the removal
         if removal == "unset":
             a.unset("note")
         elif removal == "replace":
@@ -49,9 +50,12 @@ async def test_typing_into_a_removed_text_again_converges(
         await a.flush()
         await eventually(lambda: b.state.get("note") in (None, 7))
         assert b.state.get("note") == a.state.get("note")  # S2: a number shows as one
+        held.insert(len(held), "!")  # on the old document: carried over to the new one
+        await b.flush()
+        await converged(nodes[0], [a, b], "!")
         b.text("note").insert(0, "new ")
         await b.flush()
-        await converged(nodes[0], [a, b], "new ")
+        await converged(nodes[0], [a, b], "new !")
 
 
 async def test_typing_on_an_old_document_before_the_unset_arrives_keeps_it(
