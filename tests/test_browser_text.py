@@ -57,3 +57,26 @@ def test_two_pages_typing_into_the_note_at_once_keep_both(
         expect_status(page, "live", LIVE_TIMEOUT)
         expect(page.locator("#note")).to_have_value(text)
         expect(page.locator("#title")).to_have_value("Plan")
+
+
+def test_typing_into_the_note_after_another_page_unset_it_converges(
+    redis_kpk: KpkServer, new_context: Callable[[], BrowserContext], notes_path: str  # noqa: F811
+) -> None:
+    """Review B1 in the browser: the bound <textarea> follows the text when it starts over
+    (unset elsewhere), and what is typed into it then reaches every page and the server."""
+    alice = open_demo(new_context(), redis_kpk.url + notes_path)
+    bob = open_demo(new_context(), redis_kpk.url + notes_path)
+    alice.locator("#note").focus()
+    alice.keyboard.type("old text")
+    expect(bob.locator("#note")).to_have_value("old text", timeout=10_000)
+    alice.evaluate("window.__kpk.room.unset('note')")
+    expect(bob.locator("#note")).to_have_value("", timeout=10_000)
+    bob.locator("#note").focus()
+    bob.keyboard.type("new ")
+    for page in (alice, bob):
+        expect(page.locator("#note")).to_have_value("new ", timeout=10_000)
+        expect(page.locator("#pending")).to_have_attribute("data-count", "0", timeout=10_000)
+    assert alice.evaluate("window.__kpk.room.state.note") == "new "
+    bob.reload()
+    expect_status(bob, "live", LIVE_TIMEOUT)
+    expect(bob.locator("#note")).to_have_value("new ")
