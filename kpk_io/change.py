@@ -73,6 +73,8 @@ class CommittedChange:
             body["id"] = self.id
         if self.tag is not None:
             body["tag"] = self.tag
+        if self.prev:  # the tag of the commit before: a client on another history sees it
+            body["prev"] = self.prev
         if self.by is not None:
             body["by"] = dict(self.by)
         return body

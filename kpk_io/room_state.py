@@ -218,6 +218,9 @@ class RoomState:
             following = self.rev + 1
             own = self.own.pop(following, None)
             other = self.held.pop(following, None)
+            if own is None and other is not None and not _follows(other, self.tag):
+                self.held[following] = other  # made on another history: a sync (with our
+                return applied  # tag) brings the server's whole state
             if own is not None:
                 own.change.apply_to(self.confirmed)  # ours: never reported as someone else's
                 self.tag = own.tag
@@ -228,3 +231,8 @@ class RoomState:
             else:
                 return applied
             self.rev = following
+
+
+def _follows(committed: CommittedChange, tag: str | None) -> bool:
+    """Whether `committed` was made on the commit tagged `tag` (unknown counts as yes)."""
+    return committed.change.replace or None in (committed.prev, tag) or committed.prev == tag

@@ -60,10 +60,10 @@ async def members(*urls: str) -> AsyncIterator[list[Member]]:
 
 
 def untagged(bodies: list[Ack]) -> list[Ack]:
-    """`update` bodies (or acks) without their commit tag, which must be there, and join
-    acks without their presence fields: tags and member ids are random, so tests compare
-    the rest."""
+    """`update` bodies (or acks) without their commit tag (which must be there) and the tag
+    before it, and join acks without their presence fields: tags and member ids are random,
+    so tests compare the rest."""
     for body in bodies:
         assert isinstance(body.get("tag"), str), body
-    random = {"tag", "member", "members"}
+    random = {"tag", "prev", "member", "members"}
     return [{k: v for k, v in body.items() if k not in random} for body in bodies]

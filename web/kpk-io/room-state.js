@@ -262,6 +262,8 @@ export class RoomState {
       const next = this.rev + 1;
       const own = this.own.get(next);
       const other = this.held.get(next);
+      // Made on another history: a sync (with our tag) brings the server's whole state.
+      if (!own && other && !follows(other, this.tag)) break;
       if (own) {
         applyChange(own.change, this.confirmed); // ours: never reported as someone else's
         this.tag = own.tag;
@@ -297,4 +299,14 @@ function sameJson(a, b) {
       Object.hasOwn(b, key) &&
       sameJson(/** @type {any} */ (a)[key], /** @type {any} */ (b)[key]),
   );
+}
+
+/**
+ * Whether `committed` was made on the commit tagged `tag` (unknown counts as yes).
+ * @param {Committed} committed
+ * @param {string | null} tag
+ */
+function follows(committed, tag) {
+  const prev = committed.prev ?? null;
+  return committed.replace || prev === null || tag === null || prev === tag;
 }
