@@ -181,8 +181,11 @@ class RoomState:
         first, self.ever_joined = not self.ever_joined, True
         early, self.early = self.early or [], None
         applied, needs_sync = [], (rev, tag) != (self.rev, self.tag)
-        if first or rev < self.rev:
-            # Behind us only if the server lost data: start over from what it has now.
+        # Behind us only if the server lost data: start over from what it has now. At our own
+        # rev and tag with another state, we applied a change on a history the server lost
+        # (its ack raced the hub dropping us): the join's state is the truth.
+        same = (rev, tag) == (self.rev, self.tag)
+        if first or rev < self.rev or (same and state != self.confirmed):
             applied, needs_sync = self.reset(rev, state, tag), False
         for committed in early:
             applied += self.remote(committed)

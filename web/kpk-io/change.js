@@ -206,3 +206,22 @@ function copyJSON(value, where) {
   }
   throw new TypeError(`${where} is not a JSON value: ${String(value)}`);
 }
+
+/**
+ * Whether two JSON values are equal (objects whatever their key order).
+ * @param {unknown} a
+ * @param {unknown} b
+ * @returns {boolean}
+ */
+export function sameJson(a, b) {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  return keys.every(
+    (key) =>
+      Object.hasOwn(b, key) &&
+      sameJson(/** @type {any} */ (a)[key], /** @type {any} */ (b)[key]),
+  );
+}

@@ -15,7 +15,7 @@
 // commit's state, our change included, so the ack never undoes it; and a whole state at our
 // rev is the server's word on that rev, over whatever we made of it.
 
-import { applyChange, mergeChanges, touchedFields } from "./change.js";
+import { applyChange, mergeChanges, sameJson, touchedFields } from "./change.js";
 
 /** @typedef {import("./change.js").Change} Change */
 /** @typedef {import("./change.js").Committed} Committed */
@@ -198,8 +198,11 @@ export class RoomState {
     this.early = null;
     let applied = [];
     let needsSync = rev !== this.rev || tag !== this.tag;
-    if (first || rev < this.rev) {
-      // Behind us only if the server lost data: start over from what it has now.
+    // Behind us only if the server lost data: start over from what it has now. At our own
+    // rev and tag with another state, we applied a change on a history the server lost (its
+    // ack raced the hub dropping us): the join's state is the truth.
+    const same = rev === this.rev && tag === this.tag;
+    if (first || rev < this.rev || (same && !sameJson(state, this.confirmed))) {
       applied = this.reset(rev, state, tag);
       needsSync = false;
     }
@@ -280,25 +283,6 @@ export class RoomState {
     }
     return applied;
   }
-}
-
-/**
- * Whether two JSON values are equal (objects whatever their key order).
- * @param {unknown} a
- * @param {unknown} b
- * @returns {boolean}
- */
-function sameJson(a, b) {
-  if (a === b) return true;
-  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  const keys = Object.keys(a);
-  if (keys.length !== Object.keys(b).length) return false;
-  return keys.every(
-    (key) =>
-      Object.hasOwn(b, key) &&
-      sameJson(/** @type {any} */ (a)[key], /** @type {any} */ (b)[key]),
-  );
 }
 
 /**
