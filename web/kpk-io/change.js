@@ -1,6 +1,6 @@
 // Changes to a room's state, as made locally, merged, sent and received (kpk_io/change.py).
 
-import { mergeTextUpdates } from "./text.js";
+import { mergeTextUpdates } from "./text-codec.js";
 
 /** @typedef {null | boolean | number | string | JSONValue[] | {[key: string]: JSONValue}} JSONValue */
 /** @typedef {{[field: string]: JSONValue}} State */

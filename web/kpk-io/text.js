@@ -3,48 +3,20 @@
 // <input> or a contenteditable element (docs/protocol.md, Text fields).
 
 import * as Y from "./yjs.esm.min.js";
+import { bindElement, difference } from "./text-element.js";
+import { clocksOf, fromBase64, mergeTextUpdates, toBase64 } from "./text-codec.js";
+
+export { fromBase64, mergeTextUpdates, toBase64 };
+export { difference, moved } from "./text-element.js";
 
 /** The root Y.Text of each text field's document. */
 export const TEXT_ROOT = "text";
 // Marks updates that came from the server, so they are not sent back.
 const REMOTE = Symbol("kpk-io remote");
 
-/** @param {Uint8Array} bytes */
-export function toBase64(bytes) {
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(binary);
-}
-
-/** @param {string} text */
-export function fromBase64(text) {
-  return Uint8Array.from(atob(text), (char) => char.charCodeAt(0));
-}
-
-/**
- * Two base64 Yjs updates (v1) of one text as one: every edit of both is kept.
- * @param {string} first
- * @param {string} then
- */
-export function mergeTextUpdates(first, then) {
-  return toBase64(Y.mergeUpdates([fromBase64(first), fromBase64(then)]));
-}
-
 /**
  * @typedef {{set: {[field: string]: string}, text: {[field: string]: string}}} TextChange
  */
-
-/**
- * The clients whose structs `update` holds, and how far (a state vector), or an empty map.
- * @param {Uint8Array} update
- */
-function clocksOf(update) {
-  try {
-    return Y.decodeStateVector(Y.encodeStateVectorFromUpdate(update));
-  } catch {
-    return new Map();
-  }
-}
 
 /**
  * One text field of a room: `ytext` for editor bindings, `bind(element)` for a plain one.
@@ -150,42 +122,10 @@ export class TextHandle {
    * @returns {() => void}
    */
   bind(element) {
-    const view = viewOf(element);
-    const local = Symbol("kpk-io input");
-    view.write(this.ytext.toString());
-    const onInput = () => {
-      const before = this.ytext.toString();
-      const after = view.read();
-      const { at, removed, inserted } = difference(before, after, view.selection()[1]);
-      if (!removed && !inserted) return;
-      this.doc.transact(() => {
-        if (removed) this.ytext.delete(at, removed);
-        if (inserted) this.ytext.insert(at, inserted);
-      }, local);
-    };
-    const onChange = (/** @type {Y.YTextEvent} */ event) => {
-      if (event.transaction.origin === local) return;
-      const [start, end] = view.selection();
-      view.write(this.ytext.toString());
-      if (start !== null && end !== null) view.select(moved(start, event.delta), moved(end, event.delta));
-    };
-    let observed = this.ytext;
-    // A new document (the handle started over): observe it, and show it (typing not yet
-    // acknowledged is typed again into it right after, which onChange shows).
-    const rebind = () => {
-      observed.unobserve(onChange);
-      observed = this.ytext;
-      observed.observe(onChange);
-      view.write(this.ytext.toString());
-    };
-    element.addEventListener("input", onInput);
-    observed.observe(onChange);
-    this.#rebinds.add(rebind);
-    return () => {
-      element.removeEventListener("input", onInput);
-      observed.unobserve(onChange);
-      this.#rebinds.delete(rebind);
-    };
+    return bindElement(this, element, (rebind) => {
+      this.#rebinds.add(rebind);
+      return () => this.#rebinds.delete(rebind);
+    });
   }
 }
 
@@ -333,95 +273,4 @@ export class RoomTexts {
       if (handle?.madeHere(update)) this.#startOver(name, toBase64(Y.encodeStateAsUpdate(handle.confirmed)));
     }
   }
-}
-
-/**
- * Where `before` and `after` differ: one replaced range (what a keystroke, a paste or a cut
- * does), found from the common prefix and suffix. `caret` (after the edit) places it when
- * repeated characters leave a choice: typing "b" between the two b's of "abb" is an insert
- * at 2, not at 3.
- * @param {string} before
- * @param {string} after
- * @param {number | null} [caret]
- */
-export function difference(before, after, caret = null) {
-  let at = 0;
-  const grown = Math.max(0, after.length - before.length);
-  const shortest = Math.min(before.length, after.length, caret === null ? Infinity : Math.max(0, caret - grown));
-  while (at < shortest && before[at] === after[at]) at++;
-  let tail = 0;
-  const common = Math.min(before.length, after.length);
-  while (tail < common - at && before[before.length - 1 - tail] === after[after.length - 1 - tail]) tail++;
-  return { at, removed: before.length - at - tail, inserted: after.slice(at, after.length - tail) };
-}
-
-/**
- * Where an index of the text before a change is after it: text inserted before it moves it
- * on, text deleted before it moves it back; an insertion right at it leaves it in front.
- * @param {number} index
- * @param {Array<{insert?: string | object | any[], retain?: number, delete?: number}>} delta
- */
-export function moved(index, delta) {
-  let position = 0; // in the new text
-  let result = index;
-  for (const op of delta) {
-    if (op.retain) position += op.retain;
-    else if (op.insert !== undefined) {
-      const length = typeof op.insert === "string" ? op.insert.length : 1;
-      if (position < result) result += length;
-      position += length;
-    } else if (op.delete) {
-      if (position < result) result -= Math.min(op.delete, result - position);
-    }
-    if (position > result) break;
-  }
-  return result;
-}
-
-/**
- * @typedef {object} PlainView
- * @property {() => string} read
- * @property {(text: string) => void} write
- * @property {() => [number | null, number | null]} selection
- * @property {(start: number, end: number) => void} select
- */
-
-/** @param {HTMLElement} element @returns {PlainView} */
-function viewOf(element) {
-  if (element instanceof HTMLTextAreaElement || element instanceof HTMLInputElement) {
-    const field = element;
-    return {
-      read: () => field.value,
-      write: (text) => void (field.value !== text && (field.value = text)),
-      selection: () => (document.activeElement === field ? [field.selectionStart, field.selectionEnd] : [null, null]),
-      select: (start, end) => field.setSelectionRange(start, end),
-    };
-  }
-  return {
-    read: () => element.textContent ?? "",
-    write: (text) => void (element.textContent !== text && (element.textContent = text)),
-    selection: () => {
-      const selected = document.getSelection();
-      if (!selected || !selected.rangeCount || !element.contains(selected.anchorNode)) return [null, null];
-      const range = selected.getRangeAt(0);
-      return [offsetIn(element, range.startContainer, range.startOffset), offsetIn(element, range.endContainer, range.endOffset)];
-    },
-    select: (start, end) => {
-      const node = element.firstChild ?? element;
-      const length = node.textContent?.length ?? 0;
-      const range = document.createRange();
-      range.setStart(node, Math.min(start, length));
-      range.setEnd(node, Math.min(end, length));
-      document.getSelection()?.removeAllRanges();
-      document.getSelection()?.addRange(range);
-    },
-  };
-}
-
-/** The character offset of (node, offset) in `element`'s text. */
-function offsetIn(/** @type {Node} */ element, /** @type {Node} */ node, /** @type {number} */ offset) {
-  const range = document.createRange();
-  range.selectNodeContents(element);
-  range.setEnd(node, offset);
-  return range.toString().length;
 }
