@@ -4,33 +4,12 @@
 
 import { KpkError, asKpkError, isRetryable, retryAfterMs } from "./error.js";
 import { committedFromWire, updatePayload } from "./change.js";
+import { MAX_RETRY_DELAY_MS, RoomTimers } from "./room-timers.js";
 
 /** @typedef {import("./change.js").Committed} Committed */ /** @typedef {import("./connect.js").RoomLink} RoomLink */
 /** @typedef {import("./room-state.js").RoomState} RoomState */ /** @typedef {import("./room-state.js").Outgoing} Outgoing */
 /** @typedef {import("./presence.js").Presence} Presence */ /** @typedef {import("./presence.js").PresenceChange} PresenceChange */
-/**
- * What RoomSync tells its Room, and asks it.
- * @typedef {object} RoomHost
- * @property {string} id
- * @property {() => boolean} closed
- * @property {() => KpkError | null} failure
- * @property {() => Record<string, any>} meta
- * @property {(applied: Committed[]) => void} applied  changes of others (or a whole state) applied
- * @property {(ack: any) => void} tookWhole  a join or sync answered with the whole state
- * @property {(ack: any, change: import("./change.js").Change) => void} tookAck  an update's ack
- *   (it may carry the server's text edits), with the change it acknowledges
- * @property {(change: import("./change.js").Change) => void} staleText  a change refused as
- *   text_stale, after a sync: its texts start over and their typing is sent again
- * @property {() => void} settled  the unacknowledged edits may have changed
- * @property {(changes: PresenceChange[]) => void} presenceChanged
- * @property {(error: KpkError, change: import("./change.js").Change) => void} dropped
- * @property {(error: KpkError) => void} fail  the room cannot go on (a refused join)
- * @property {() => void} statusChanged
- */
-/** @typedef {"debounce" | "gap" | "retry" | "rejoin"} TimerName */
-const MAX_RETRY_DELAY_MS = 5000;
-/** @type {TimerName[]} */
-const TIMERS = ["debounce", "gap", "retry", "rejoin"];
+/** @typedef {import("./room-host.js").RoomHost} RoomHost */
 
 export class RoomSync {
   #host;
@@ -38,7 +17,6 @@ export class RoomSync {
   #state;
   #presence;
   #options;
-  #retryDelay;
   #joinRun = 0;
   /** The connection this room joined on, and the one it caught up on (-1: none). */
   joinedOn = -1;
@@ -48,8 +26,8 @@ export class RoomSync {
   #syncAgain = false;
   #holding = false; // a change was refused or timed out: send nothing until a sync
   #due = false;
-  /** @type {Record<TimerName, ReturnType<typeof setTimeout> | null>} */
-  #timers = { debounce: null, gap: null, retry: null, rejoin: null };
+  /** @type {RoomTimers} */
+  #timers;
 
   /**
    * @param {RoomHost} host
@@ -64,7 +42,7 @@ export class RoomSync {
     this.#state = state;
     this.#presence = presence;
     this.#options = options;
-    this.#retryDelay = options.retryDelayMs;
+    this.#timers = new RoomTimers(options.retryDelayMs, () => host.closed());
   }
 
   /** Whether nothing is waiting to be sent or acknowledged. */
@@ -74,23 +52,22 @@ export class RoomSync {
 
   /** A local edit was made: send it when its debounce window ends. */
   edited() {
-    if (this.#timers.debounce !== null || this.#due) return;
-    this.#timers.debounce = setTimeout(() => {
-      this.#timers.debounce = null;
+    if (this.#timers.running("debounce") || this.#due) return;
+    this.#timers.start("debounce", this.#options.debounceMs, () => {
       this.#due = true;
       this.#pump();
-    }, this.#options.debounceMs);
+    });
   }
 
   /** Send what is pending now, without waiting for the debounce window. */
   sendNow() {
-    this.#clearTimer("debounce");
+    this.#timers.clear("debounce");
     this.#due = this.#state.pending !== null;
     this.#pump();
   }
 
   stop() {
-    for (const name of TIMERS) this.#clearTimer(name);
+    this.#timers.stop();
   }
 
   /** The connection came up, went down or changed status. */
@@ -127,7 +104,7 @@ export class RoomSync {
         if (!isRetryable(failure.code)) return this.#host.fail(failure);
         if (failure.code === "disconnected") return; // the next connect joins again
         const wait = Math.max(delay, retryAfterMs(failure));
-        await new Promise((resolve) => (this.#timers.rejoin = setTimeout(resolve, wait)));
+        await new Promise((resolve) => this.#timers.start("rejoin", wait, () => resolve(undefined)));
         delay = Math.min(delay * 2, MAX_RETRY_DELAY_MS);
       }
     }
@@ -191,7 +168,7 @@ export class RoomSync {
     this.#sync().then(
       () => {
         this.#holding = false;
-        this.#retryDelay = this.#options.retryDelayMs;
+        this.#timers.succeeded();
         this.#checkGap();
         this.#pump();
       },
@@ -199,7 +176,7 @@ export class RoomSync {
         const failure = asKpkError(error);
         if (failure.code === "disconnected" || this.#host.closed()) return; // rejoin does it
         if (failure.code === "not_joined") return void this.#rejoin();
-        this.#later(() => this.#syncThenSend(), retryAfterMs(failure));
+        this.#timers.later(() => this.#syncThenSend(), retryAfterMs(failure));
       },
     );
   }
@@ -254,7 +231,7 @@ export class RoomSync {
     if (error.code === "not_joined") return void this.#rejoin();
     if (this.#holding) return;
     this.#holding = true;
-    this.#later(() => this.#syncThenSend(), retryAfterMs(error));
+    this.#timers.later(() => this.#syncThenSend(), retryAfterMs(error));
   }
 
   /**
@@ -286,7 +263,7 @@ export class RoomSync {
         const failure = asKpkError(error);
         if (failure.code === "disconnected" || this.#host.closed()) return; // rejoin sends it again
         entry.sentOn = null; // sent again as it was, the server refuses it again, this runs again
-        this.#later(() => this.#syncThenSend(), retryAfterMs(failure));
+        this.#timers.later(() => this.#syncThenSend(), retryAfterMs(failure));
       },
     );
   }
@@ -294,18 +271,17 @@ export class RoomSync {
   /** Sync now when a missing rev cannot be ours; give it a moment when it may be. */
   #checkGap() {
     const link = this.#link;
-    if (!this.#state.hasGap) return this.#clearTimer("gap");
+    if (!this.#state.hasGap) return this.#timers.clear("gap");
     if (this.joinedOn !== link.connection || this.#syncing) return;
     const awaitingAck = this.#state.inFlight.some((entry) => entry.sentOn === link.connection);
     if (this.#state.held.size > 0 && !awaitingAck) {
-      this.#clearTimer("gap");
+      this.#timers.clear("gap");
       return this.#syncThenSend();
     }
-    if (this.#timers.gap !== null) return;
-    this.#timers.gap = setTimeout(() => {
-      this.#timers.gap = null;
+    if (this.#timers.running("gap")) return;
+    this.#timers.start("gap", this.#options.gapWaitMs, () => {
       if (this.#state.hasGap && this.joinedOn === link.connection) this.#syncThenSend();
-    }, this.#options.gapWaitMs);
+    });
   }
 
   /** @param {Committed[]} applied  changes of others just applied to the state */
@@ -313,26 +289,5 @@ export class RoomSync {
     this.#host.applied(applied);
     this.#checkGap();
     this.#host.settled();
-  }
-
-  /**
-   * @param {() => void} step  run after the current retry delay, which then grows
-   * @param {number} [atLeastMs]  what the server asked to wait (rate_limited)
-   */
-  #later(step, atLeastMs = 0) {
-    this.#clearTimer("retry");
-    const delay = this.#retryDelay;
-    this.#retryDelay = Math.min(delay * 2, MAX_RETRY_DELAY_MS);
-    this.#timers.retry = setTimeout(() => {
-      this.#timers.retry = null;
-      if (!this.#host.closed()) step();
-    }, Math.max(delay, atLeastMs));
-  }
-
-  /** @param {TimerName} name */
-  #clearTimer(name) {
-    const timer = this.#timers[name];
-    if (timer !== null) clearTimeout(timer);
-    this.#timers[name] = null;
   }
 }

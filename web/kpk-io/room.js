@@ -8,6 +8,7 @@ import { RoomState } from "./room-state.js";
 import { RoomSync } from "./room-sync.js";
 import { Presence } from "./presence.js";
 import { RoomTexts } from "./text.js";
+import { Waiters } from "./waiters.js";
 
 /** @typedef {import("./change.js").State} State */
 /** @typedef {import("./change.js").JSONValue} JSONValue */
@@ -34,8 +35,7 @@ export class Room extends EventTarget {
   #failure = null;
   #closed = false;
   #lastCount = 0;
-  /** @type {Set<{resolve: () => void, reject: (error: Error) => void}>} */
-  #waiters = new Set();
+  #waiters = new Waiters();
   /** @type {{resolve: (room: Room) => void, reject: (error: Error) => void}} */
   #ready = { resolve: () => {}, reject: () => {} };
 
@@ -48,7 +48,7 @@ export class Room extends EventTarget {
     super();
     this.id = id;
     this.#link = link;
-    /** @type {import("./room-sync.js").RoomHost} */
+    /** @type {import("./room-host.js").RoomHost} */
     const host = {
       id,
       closed: () => this.#closed,
@@ -185,18 +185,7 @@ export class Room extends EventTarget {
    */
   flush({ timeoutMs = 10000 } = {}) {
     this.#sync.sendNow();
-    if (this.#sync.idle) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#waiters.delete(waiter);
-        reject(new KpkError("timeout", `edits not acknowledged within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const waiter = {
-        resolve: () => (clearTimeout(timer), resolve()),
-        reject: (/** @type {Error} */ error) => (clearTimeout(timer), reject(error)),
-      };
-      this.#waiters.add(waiter);
-    });
+    return this.#sync.idle ? Promise.resolve() : this.#waiters.wait(timeoutMs);
   }
 
   /**
@@ -210,8 +199,7 @@ export class Room extends EventTarget {
     this.#closed = true;
     this.#sync.stop();
     const closed = new KpkError("closed", `room ${this.id} is closed`);
-    for (const waiter of this.#waiters) waiter.reject(closed);
-    this.#waiters.clear();
+    this.#waiters.rejectAll(closed);
     this.#ready.reject(closed);
     this.#refreshStatus();
     if (this.#link.connected && this.#sync.joinedOn === this.#link.connection) {
@@ -271,9 +259,7 @@ export class Room extends EventTarget {
       this.#lastCount = count;
       this.#emit("pending", { count });
     }
-    if (!this.#sync.idle) return;
-    for (const waiter of this.#waiters) waiter.resolve();
-    this.#waiters.clear();
+    if (this.#sync.idle) this.#waiters.resolveAll();
   }
 
   /** @param {KpkError} error */
