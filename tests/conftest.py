@@ -2,8 +2,9 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
-from tests.processes import KpkServer, RedisServer
+from tests.processes import CHROMIUM, CHROMIUM_ARGS, KpkServer, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +50,14 @@ def start_kpk() -> Iterator[StartKpk]:
 def redis_kpk(start_kpk: StartKpk, redis_server: RedisServer, key_prefix: str) -> KpkServer:
     """One kpk-io process on the session Redis, under this test's key prefix."""
     return start_kpk("--redis-url", redis_server.url, "--key-prefix", key_prefix)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium, one per test module."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()

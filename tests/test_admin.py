@@ -4,18 +4,16 @@ in Chromium an operator logs in and sees a connected client and its room."""
 
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 import socketio
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from kpk_io.config import ConfigError, load_settings
 from tests.conftest import StartKpk
 from tests.polling import eventually
 from tests.processes import KpkServer, RedisServer
 from tests.sockets import members
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 ROOM = "kpk/notes/acme/q1/admin"
 ADMIN = {"KPK_IO_ADMIN_USER": "ops", "KPK_IO_ADMIN_PASSWORD": "correct horse"}
@@ -126,16 +124,6 @@ async def test_broadcasts_reach_members_with_the_admin_view_on(start_kpk: StartK
     # Each went straight onto the readers' Engine.IO queues (kpk_io/engine/outbox.py), which
     # instrument() does not wrap: no fallback to sio.emit was needed.
     assert "the public way" not in node.log()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield launched
-        launched.close()
 
 
 def test_an_operator_logs_in_and_sees_a_client_and_its_room(

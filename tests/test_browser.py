@@ -2,9 +2,7 @@
 `kpk-io serve` processes on a private Redis. Every wait polls with a deadline."""
 
 import asyncio
-import os
 import re
-import shutil
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,23 +10,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from kpk_io.change import CommittedChange, Snapshot
 from kpk_io.store.redis import RedisStateStore
 from tests.conftest import StartKpk
-from tests.processes import KpkServer, RedisServer, port_open, wait_until
+from tests.processes import (
+    KpkServer,
+    RedisServer,
+    port_open,
+    wait_until,
+)
 
-CHROMIUM = os.environ.get("KPK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "demo.png"
 LIVE_TIMEOUT = 10_000  # ms: page load, join
 RECONNECT_TIMEOUT = 20_000  # ms: socket.io's backoff is at most 5 s (plus jitter) between tries
@@ -43,16 +36,6 @@ RECORD_UPDATES = """() => {
   client.socket.onAnyOutgoing(record(window.__sentIds));
   client.socket.onAny(record(window.__receivedIds));
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from kpk_io.tokens import issue
 from tests.auth_keys import SECRET
 from tests.conftest import StartKpk
 from tests.processes import KpkServer
-from tests.test_browser import LIVE_TIMEOUT, RECONNECT_TIMEOUT, browser, expect_status, new_context
+from tests.test_browser import LIVE_TIMEOUT, RECONNECT_TIMEOUT, expect_status, new_context
 
-__all__ = ["browser", "new_context"]  # fixtures used here
+__all__ = ["new_context"]  # a fixture used here
 
 TTL = 3  # seconds: the short-lived tokens live 2 to 3 s
 # Ann's first token must outlive the steps before her expiry (two pages going live on a

@@ -5,10 +5,9 @@ waiting for ever."""
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from tests.conftest import StartKpk
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 ROOM = "kpk/notes/acme/q1/cors"
 # Joins from the page; never waits more than 20 s, so a join that hangs is an answer too.
@@ -23,16 +22,6 @@ JOIN = """async ([url, room]) => {
   const outcome = await Promise.race([joined, never]);
   return { outcome, seconds: (Date.now() - started) / 1000 };
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from tests.conftest import StartKpk
 from tests.processes import RedisServer
 from tests.test_browser import (  # noqa: F401 (fixtures)
     LIVE_TIMEOUT,
-    browser,
     new_context,
     notes_path,
     open_demo,

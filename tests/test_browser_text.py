@@ -8,7 +8,6 @@ from playwright.sync_api import BrowserContext, Page, expect
 from tests.processes import KpkServer
 from tests.test_browser import (  # noqa: F401  (fixtures)
     LIVE_TIMEOUT,
-    browser,
     expect_status,
     new_context,
     notes_path,

@@ -12,13 +12,12 @@ from pathlib import Path
 from types import CodeType, SimpleNamespace
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, expect
 
 from kpk_io.client import KpkClient, Room
 from tests.conftest import StartKpk
 from tests.polling import eventually
 from tests.processes import free_port
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -113,16 +112,6 @@ async def test_the_readme_walkthrough_runs_in_two_sessions(start_kpk: StartKpk) 
             client = namespace.get("client")
             if isinstance(client, KpkClient):
                 await client.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -21,11 +21,11 @@ from typing import Any
 import aiohttp
 import pytest
 import socketio
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.conftest import StartKpk
 from tests.processes import KpkServer, RedisServer, free_port, port_open, wait_until
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, add_item, expect_status, open_demo
+from tests.test_browser import add_item, expect_status, open_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -107,16 +107,6 @@ def stack(
         yield Stack(nodes, nginx)
     finally:
         nginx.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
