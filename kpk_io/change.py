@@ -7,6 +7,11 @@ from typing import Any, TypeAlias
 
 from kpk_io.text import merge_text_updates
 
+try:
+    import orjson
+except ImportError:  # pragma: no cover - the `speed` extra is not installed
+    orjson = None  # type: ignore[assignment]
+
 # A JSON value as kpk-io keeps it: what a room's fields hold, checked by mypy.
 JSONValue: TypeAlias = dict[str, "JSONValue"] | list["JSONValue"] | str | int | float | bool | None
 # A JSON value as it comes off the wire or goes onto it, before or without a check of its
@@ -16,7 +21,22 @@ State: TypeAlias = dict[str, JSONValue]
 
 
 def encode_json(value: JSON) -> str:
-    """Compact JSON text; raises ValueError for NaN/Infinity, which JSON cannot carry."""
+    """Compact JSON text; raises ValueError for NaN/Infinity, which JSON cannot carry.
+
+    orjson (the `speed` extra) writes the same text as the standard library below, except
+    that it writes NaN and Infinity as `null` and refuses what it cannot represent (lone
+    surrogates, integers past 64 bits, keys that are not strings): so its text is taken only
+    when it holds no `null`, and the standard library decides every other case."""
+    if value is None:
+        return "null"
+    if orjson is not None:
+        try:
+            text = orjson.dumps(value)
+        except TypeError:  # orjson.JSONEncodeError
+            pass
+        else:
+            if b"null" not in text:
+                return text.decode()
     return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 

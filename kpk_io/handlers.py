@@ -20,7 +20,7 @@ from kpk_io.connections import Connection, Connections
 from kpk_io.hub import Hub
 from kpk_io.limits import Limits
 from kpk_io.logs import bind_request
-from kpk_io.metrics import Metrics
+from kpk_io.metrics import Metrics, outcome_of
 from kpk_io.protocol import (
     RESERVED_EVENTS,
     ErrorCode,
@@ -106,13 +106,18 @@ class Handlers:
     def _answering(
         self, event: Event, body: Handler, bucket: Bucket
     ) -> Callable[..., Awaitable[Ack]]:
+        metrics = self._metrics
+
         @wraps(body)
         async def handler(sid: str, *args: object) -> Ack:
-            with self._metrics.request(event) as outcome:
+            started, code = time.perf_counter(), "internal"  # if it raised past _answer
+            try:
                 ack = await self._run(event, body, bucket, sid, args[0] if args else None)
-                outcome.of_ack(ack)
+                code = outcome_of(ack)
+            finally:
+                metrics.answered(event, code, time.perf_counter() - started)
             if event == Event.UPDATE:
-                self._metrics.count_update(ack)
+                metrics.count_update(ack)
             return ack
 
         return handler

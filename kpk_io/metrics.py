@@ -33,11 +33,17 @@ class Outcome:
         self.code = "internal"  # what stays if the request raised past its handler
 
     def of_ack(self, ack: dict[str, JSON]) -> None:
-        self.code = "ok" if ack.get("ok") else str(ack.get("error", "internal"))
+        self.code = outcome_of(ack)
+
+
+def outcome_of(ack: dict[str, JSON]) -> str:
+    """`ok`, or the error code the ack refuses with."""
+    return "ok" if ack.get("ok") else str(ack.get("error", "internal"))
 
 
 class Metrics:
     def __init__(self) -> None:
+        self._answered: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self.registry = registry = CollectorRegistry()
         # process_* (CPU, memory, open files), python_info and python_gc_*.
         ProcessCollector(registry=registry)
@@ -136,10 +142,18 @@ class Metrics:
         try:
             yield outcome
         finally:
-            self.requests.labels(event=event, outcome=outcome.code).inc()
-            self.request_seconds.labels(event=event, outcome=outcome.code).observe(
-                time.perf_counter() - started
+            self.answered(event, outcome.code, time.perf_counter() - started)
+
+    def answered(self, event: str, code: str, seconds: float) -> None:
+        """Count a request answered with `code` (`ok` or an error code) after `seconds`."""
+        children = self._answered.get((event, code))
+        if children is None:  # labels() takes a lock and builds a key: once per pair
+            children = self._answered[event, code] = (
+                self.requests.labels(event=event, outcome=code),
+                self.request_seconds.labels(event=event, outcome=code),
             )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def count_update(self, ack: dict[str, JSON]) -> None:
         if ack.get("ok"):

@@ -72,7 +72,8 @@ class SocketMembers:
             Event.UPDATE.value, committed.to_wire(), sio_room(committed.room),
             skip_sid=committed.origin,
         )
-        self._metrics.deliveries.inc(recipients)
+        if recipients:
+            self._metrics.deliveries.inc(recipients)
 
     def send_whole(self, sid: str, committed: CommittedChange) -> None:
         self._outbox.send_to(sid, Event.UPDATE.value, committed.to_wire(), sio_room(committed.room))

@@ -14,8 +14,6 @@ at a time among themselves, so the last meta sent is the one kept.
 """
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 from kpk_io.protocol import Event
 
@@ -30,18 +28,46 @@ class Turn:
         # Joins and leaves pending, and signals and presence requests queued behind them.
         self._gated = 0
 
-    @contextlib.asynccontextmanager
-    async def take(self, event: Event) -> AsyncIterator[None]:
-        """Wait for `event`'s turn; enter this first thing on arrival, before any await."""
+    def take(self, event: Event) -> "_Taking":
+        """Wait for `event`'s turn (`async with turn.take(event)`); enter this first thing on
+        arrival, before any await."""
+        return _Taking(self, event)
+
+
+class _Taking:
+    """One request's hold on its connection's turn: the locks it waits for on entering the
+    block, released on leaving it. (A class rather than an asynccontextmanager: it runs for
+    every request.)"""
+
+    __slots__ = ("_event", "_gated", "_held", "_turn")
+
+    def __init__(self, turn: Turn, event: Event) -> None:
+        self._turn = turn
+        self._event = event
+        self._gated = False
+        self._held: list[asyncio.Lock] = []
+
+    async def __aenter__(self) -> None:
+        turn, event = self._turn, self._event
         unordered = event in _UNORDERED
-        gated = event in _MEMBERSHIP or (unordered and self._gated > 0)
-        self._gated += gated
+        self._gated = gated = event in _MEMBERSHIP or (unordered and turn._gated > 0)
+        turn._gated += gated
         try:
-            async with contextlib.AsyncExitStack() as turn:
-                if gated or not unordered:
-                    await turn.enter_async_context(self._lock)
-                if event == Event.PRESENCE:
-                    await turn.enter_async_context(self._meta_lock)
-                yield
-        finally:
-            self._gated -= gated
+            if gated or not unordered:
+                await turn._lock.acquire()
+                self._held.append(turn._lock)
+            if event == Event.PRESENCE:
+                await turn._meta_lock.acquire()
+                self._held.append(turn._meta_lock)
+        except BaseException:
+            self._release()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        while self._held:
+            self._held.pop().release()
+        self._turn._gated -= self._gated
+        self._gated = False

@@ -1,4 +1,4 @@
-"""python -m benchmarks.suite [--tiny] [--only NAMES] [--out DIR]"""
+"""python -m benchmarks.suite [--tiny] [--only NAMES] [--kinds kpk-io,node] [--out DIR]"""
 
 import argparse
 import asyncio
@@ -34,14 +34,15 @@ class Bar:
         sys.stderr.flush()
 
 
-async def main(scenarios: list[Scenario], out: Path, tiny: bool) -> list[dict[str, Any]]:
+async def main(scenarios: list[Scenario], out: Path, tiny: bool,
+               kinds: tuple[str, ...] = KINDS) -> list[dict[str, Any]]:
     bar = Bar()
     rows: list[dict[str, Any]] = []
     env = {key: value for key, value in os.environ.items() if key.startswith("KPK_IO_")}
     for number, scenario in enumerate(scenarios, 1):
         row: dict[str, Any] = {"name": scenario.name, "label": scenario.label,
                                "load": scenario.load}
-        for kind in KINDS:
+        for kind in kinds:
             bar.prefix = f"[{number}/{len(scenarios)}] {scenario.label[:38]:<38} {kind:<6}"
             try:
                 row[kind] = await run(scenario, kind, env, bar)
@@ -59,6 +60,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tiny", action="store_true", help="the CI size: about 30 seconds")
     parser.add_argument("--only", default="", help="scenario families, e.g. fanout,rooms")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help="servers to run, e.g. kpk-io alone while profiling it")
     return parser.parse_args(argv)
 
 
@@ -67,7 +70,8 @@ def cli(argv: list[str] | None = None) -> int:
     scenarios = tiny_scenarios() if args.tiny else full_scenarios()
     if args.only:
         scenarios = [s for s in scenarios if s.name in args.only.split(",")]
-    rows = asyncio.run(main(scenarios, args.out, args.tiny))
+    kinds = tuple(kind for kind in args.kinds.split(",") if kind in KINDS)
+    rows = asyncio.run(main(scenarios, args.out, args.tiny, kinds or KINDS))
     print(report.markdown(rows))
     print(f"results in {args.out}/results.json, .md and .png")
     return 0

@@ -21,6 +21,7 @@ COLUMNS = [  # (key, heading, format)
     ("server_rss_growth_mb", "RSS growth MB", "{:.1f}"),
     ("complete", "all delivered", "{}"),
 ]
+KINDS = ("kpk-io", "node")
 RATIOS = ["server_cpu_us_per_delivery", "latency_ms_p99", "rss_per_connection_kb"]
 
 
@@ -33,7 +34,7 @@ def machine() -> dict[str, Any]:
 
 
 def ratio(row: dict[str, Any], key: str) -> float | None:
-    mine, theirs = row["kpk-io"].get(key), row["node"].get(key)
+    mine, theirs = row.get("kpk-io", {}).get(key), row.get("node", {}).get(key)
     if not isinstance(mine, int | float) or not isinstance(theirs, int | float) or not theirs:
         return None
     return float(mine) / float(theirs)
@@ -44,6 +45,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
              "| --- | --- |" + " --- |" * len(COLUMNS)]
     for row in rows:
         for kind in ("kpk-io", "node"):
+            if kind not in row:
+                continue
             cells = [_cell(row[kind].get(key), fmt) for key, _, fmt in COLUMNS]
             lines.append(f"| {row['label']} | {kind} | " + " | ".join(cells) + " |")
         ratios = [f"{key.split('_')[0]} {value:.2f}x" for key in RATIOS
@@ -79,7 +82,8 @@ def plot(path: Path, rows: list[dict[str, Any]]) -> None:
         import matplotlib.pyplot as plt  # noqa: PLC0415
     except ImportError:
         return
-    traffic = [row for row in rows if "server_cpu_us_per_delivery" in row["kpk-io"]]
+    traffic = [row for row in rows
+               if all("server_cpu_us_per_delivery" in row.get(kind, {}) for kind in KINDS)]
     figure, (cpu_axis, latency_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
     for kind, style in (("kpk-io", "o"), ("node", "s")):
         xs = [row[kind].get("deliveries_per_s", 0) for row in traffic]

@@ -4,7 +4,9 @@ Relies on: `socketio.AsyncServer._handle_eio_message(eio_sid, data)`, the handle
 incoming Engine.IO message, which decodes it with `sio.packet_class` (the public
 `serializer=`); `socketio.AsyncServer._handle_event(eio_sid, namespace, ack_id, data)`;
 `socketio.AsyncServer._send_packet(eio_sid, packet)`, through which every packet to a client
-goes, CONNECT_ERROR included; `sio.eio._async`, engineio's per-server map in which it looks
+goes, CONNECT_ERROR included (replaced here: an encoded packet that is one text goes to
+`sio.eio.send`, or straight to an idle WebSocket as kpk_io/engine/frames.py's `write_now`
+allows); `sio.eio._async`, engineio's per-server map in which it looks
 its WebSocket driver up at every upgrade; `sio.eio.sockets`, engineio's map of Engine.IO
 session id to its `AsyncSocket`, with its `queue` (`qsize()` for the slow-consumer gauge);
 `socket.close(wait=False, abort=...)`, which runs the disconnect handler, then (abort=False)
@@ -27,7 +29,7 @@ import socketio
 from socketio import packet as sio_packet
 
 from kpk_io import json_codec
-from kpk_io.engine.frames import WebSocketDriver
+from kpk_io.engine.frames import Message, WebSocketDriver, write_now
 from kpk_io.engine.packets import NAMESPACE, RefusedPacket, StrictPacket
 from kpk_io.protocol import ErrorCode, ProtocolError
 
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 # The name under which python-socketio registers a catch-all handler; an event a client
 # names so is refused (Server._handle_event).
 CATCH_ALL = "*"
+_NO_CAP = 1 << 62  # a packet to one client is never held back (the Outbox caps broadcasts)
 
 
 class Server(socketio.AsyncServer):  # type: ignore[misc]
@@ -80,9 +83,20 @@ class Server(socketio.AsyncServer):  # type: ignore[misc]
             await super()._handle_event(eio_sid, namespace, ack_id, data)
 
     async def _send_packet(self, eio_sid: str, packet: sio_packet.Packet) -> None:
+        """Every packet to one client (acks, connects, emits to a sid): written straight to
+        an idle WebSocket when that keeps the connection's order (as the Outbox does),
+        which spares its writer task a wake-up per packet; else the public way."""
         if packet.packet_type == sio_packet.CONNECT_ERROR:
             packet.data = connect_error(packet.data)
-        await super()._send_packet(eio_sid, packet)
+        encoded = packet.encode()
+        if not isinstance(encoded, str):  # binary attachments: python-socketio's own way
+            await super()._send_packet(eio_sid, packet)
+            return
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None and not socket.closing and not socket.closed and \
+                write_now(socket, socket.queue, Message(encoded), _NO_CAP):
+            return
+        await self.eio.send(eio_sid, encoded)  # as python-socketio's _send_packet does
 
     async def _answer_refused(self, eio_sid: str, refused: RefusedPacket) -> None:
         """Answer a packet that keeps the connection with an error ack (`invalid_request`

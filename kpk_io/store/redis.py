@@ -1,7 +1,6 @@
 """Redis state store: a hash per room, its rev and a short log beside it, a script per commit."""
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -15,6 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from kpk_io import json_codec
 from kpk_io.change import Change, CommittedChange, Snapshot
 from kpk_io.limits import DEFAULT_LIMITS, Limits
 from kpk_io.store.base import (
@@ -109,7 +109,7 @@ class RedisStateStore:
         state = {}
         for raw_name, raw_value in fields.items():
             try:
-                state[raw_name.decode()] = json.loads(raw_value.decode())
+                state[raw_name.decode()] = json_codec.loads(raw_value.decode())
             except ValueError:  # UnicodeDecodeError and JSONDecodeError
                 log.warning("room %r: field %r is not UTF-8 JSON; left out", room, raw_name)
         rev = _parse_rev(room, raw_rev)

@@ -34,12 +34,15 @@ class CommitArgs:
     def argv(
         self, encoded: Sequence[tuple[str, str]], guards: Mapping[str, str], unset: Sequence[str]
     ) -> list[str | int]:
-        args: list[str | int] = [getattr(self, f.name) for f in dataclasses.fields(self)]
+        args: list[str | int] = [getattr(self, name) for name in _ARGV_NAMES]
         for name, text in encoded:
             args += [name, text]
         for name, expected in guards.items():
             args += [name, expected]
         return args + list(unset)
+
+
+_ARGV_NAMES = tuple(f.name for f in dataclasses.fields(CommitArgs))
 
 
 def commit_result(

@@ -20,6 +20,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 
+from kpk_io import json_codec
 from kpk_io.change import Change, CommittedChange, encode_json
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def message_head(room: str) -> str:
 def parse_entry(room: str, raw: object) -> CommittedChange | None:
     """A log entry as the commit script wrote it; None (logged) when it is not one."""
     try:
-        return _from_entry(room, json.loads(_text(raw)))
+        return _from_entry(room, json_codec.loads(_text(raw)))
     except ValueError:
         log.warning("room %r: log entry is not valid; its history is treated as lost", room)
         return None
@@ -78,7 +79,7 @@ def parse_entry(room: str, raw: object) -> CommittedChange | None:
 def parse_message(raw: object) -> CommittedChange | None:
     """A feed message; None (logged) when it is not one."""
     try:
-        data = json.loads(_text(raw))
+        data = json_codec.loads(_text(raw))
         return _from_entry(str(data["room"]), data["entry"])
     except (ValueError, KeyError, TypeError):
         log.error("change feed: message is not valid, skipped: %.200r", raw)
