@@ -151,7 +151,13 @@ class Hub:
     # ChangeListener: called by the store's feed, so never blocks.
     def on_change(self, committed: CommittedChange) -> None:
         lane = self._lanes.get(committed.room)
-        if lane is not None:
+        if lane is None:
+            return
+        if not lane.busy and lane.ops.empty() and _follows(lane, committed):
+            # The lane has nothing to do before it, and delivering it needs no await: done
+            # here, in the lane's order, without waking its task (the common case).
+            self._deliver(lane, committed)
+        else:
             lane.ops.put_nowait(lambda lane: self._advance(lane, committed))
 
     def catch_up_member(self, sid: str, room: str) -> None:
@@ -198,10 +204,13 @@ class Hub:
     async def _work_lane(self, lane: Lane) -> None:
         while True:
             op = await lane.ops.get()
+            lane.busy = True
             try:
                 await op(lane)
             except Exception:
                 log.exception("lane operation failed")
+            finally:
+                lane.busy = False
             if lane.members or not lane.ops.empty():
                 continue
             if lane.watched:
@@ -234,13 +243,12 @@ class Hub:
         again = committed.rev == lane.cursor  # delivered, or handed out anew: Redis lost data
         if again and committed.tag in (None, lane.tag):
             return
-        prev_ok = lane.tag is None or not committed.prev or committed.prev == lane.tag
-        follows = prev_ok and not again
-        if committed.rev == lane.cursor + 1 and follows:
+        if _follows(lane, committed):
             self._deliver(lane, committed)
             return
+        other_history = lane.tag is not None and committed.prev and committed.prev != lane.tag
         log.warning("feed went from rev %d to %d%s; catching up from the log", lane.cursor,
-                    committed.rev, "" if follows else " on another history")
+                    committed.rev, " on another history" if again or other_history else "")
         await self._catch_up(lane)
 
     async def _catch_up(self, lane: Lane) -> None:
@@ -288,3 +296,11 @@ class Hub:
         if lane.members:
             self._members.deliver(committed)
 
+
+
+def _follows(lane: Lane, committed: CommittedChange) -> bool:
+    """Whether `committed` is the next change after the lane's cursor, on the same history
+    (its `prev` names the cursor's tag): the one case delivered as it comes."""
+    if lane.cursor is None or committed.rev != lane.cursor + 1:
+        return False
+    return lane.tag is None or not committed.prev or committed.prev == lane.tag

@@ -16,6 +16,7 @@ class Lane:
     tag: str | None = None  # the cursor's commit tag: a later commit must name it as `prev`
     watched: bool = False
     worker: asyncio.Task[None] | None = None
+    busy: bool = False  # an operation is running (and may be awaiting the store)
 
 
 async def settle(lane: Lane) -> None:
