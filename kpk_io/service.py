@@ -25,6 +25,10 @@ access_log = logging.getLogger("kpk_io.access")
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # The remote address, the request line, status, bytes, seconds taken and the browser.
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf "%{User-Agent}i" "%{X-Forwarded-For}i"'
+# Connections the kernel queues for accept(): aiohttp's 128 overflowed in a burst of
+# connects (2,000/s), and each dropped SYN is retried by the client only after 1, 3, 7, 15 s
+# ... (clients timed out connecting). The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 4096
 
 
 class ListenError(Exception):
@@ -97,7 +101,7 @@ def bind(settings: Settings) -> list[socket.socket]:
 
 async def _listen(runner: web.AppRunner, sockets: list[socket.socket]) -> None:
     for sock in sockets:
-        await web.SockSite(runner, sock).start()
+        await web.SockSite(runner, sock, backlog=LISTEN_BACKLOG).start()
     for address in runner.addresses:
         host, port = address[:2]
         shown = f"[{host}]" if ":" in host else host
