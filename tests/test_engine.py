@@ -2,6 +2,7 @@
 loudly when an upgrade changes any of it, so that an upgrade cannot silently break delivery."""
 
 import asyncio
+import collections
 import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +16,9 @@ from aiohttp import web
 from aiohttp._websocket.writer import WebSocketWriter
 from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as eio_aiohttp
+from engineio.async_server import AsyncServer as EngineServer
 from engineio.async_socket import AsyncSocket
+from engineio.base_socket import BaseSocket
 from socketio import packet as sio_packet
 from socketio.async_pubsub_manager import AsyncPubSubManager
 
@@ -115,7 +118,7 @@ async def test_sockets_have_an_unbounded_asyncio_queue_their_writer_sends_in_ord
 ) -> None:
     async with serving() as (sio, url), client(url, transport) as (_, received):
         [socket] = sio.eio.sockets.values()
-        assert type(socket.queue) is asyncio.Queue and socket.queue.maxsize == 0
+        assert isinstance(socket.queue, asyncio.Queue) and socket.queue.maxsize == 0
         assert (socket.closing, socket.closed) == (False, False)
         outbox = Outbox(sio)
         assert outbox.post("e", 1, ROOM) == 1
@@ -236,3 +239,22 @@ async def test_polling_clients_get_broadcasts_through_their_queue() -> None:
             outbox.post("e", number, ROOM)
         await eventually(lambda: received == [0, 1, 2], 10, "three events")
         assert outbox.direct == 0
+
+
+def test_lean_sockets_rely_on_what_engineio_and_asyncio_still_do() -> None:
+    """engine/sockets.py: _handle_connect adds the socket, then triggers `connect` (where
+    Engine gives it its class), then schedules the first ping; sockets make their queue with
+    create_queue; the asyncio.Queue and asyncio.Event internals SendQueue replaces."""
+    connect = inspect.getsource(EngineServer._handle_connect)
+    added = connect.index("self.sockets[sid] = s")
+    triggered = connect.index("self._trigger_event('connect', sid, environ")
+    assert added < triggered < connect.index("s.schedule_ping()")
+    assert "self.server.create_queue()" in inspect.getsource(BaseSocket.__init__)
+    assert "self.schedule_ping()" in inspect.getsource(AsyncSocket.receive)
+    assert "self._websocket_handler" in inspect.getsource(AsyncSocket._upgrade_websocket)
+    assert callable(socketio.AsyncServer._engineio_server_class)
+    queue: Any = asyncio.Queue()
+    assert isinstance(queue._putters, collections.deque)
+    assert isinstance(queue._finished, asyncio.Event) and queue._finished.is_set()
+    assert "self._waiters" in inspect.getsource(asyncio.Event.wait)
+    assert "self._finished.set()" in inspect.getsource(asyncio.Queue.task_done)

@@ -11,7 +11,8 @@ its WebSocket driver up at every upgrade; `sio.eio.sockets`, engineio's map of E
 session id to its `AsyncSocket`, with its `queue` (`qsize()` for the slow-consumer gauge);
 `socket.close(wait=False, abort=...)`, which runs the disconnect handler, then (abort=False)
 queues an Engine.IO CLOSE packet; a `None` in the queue ends the writer, which closes the
-transport.
+transport; `AsyncServer._engineio_server_class()`, which gives python-socketio its
+engineio server (`Engine`, kpk_io/engine/sockets.py).
 
 Two events that decode are refused (`Server._handle_event`), with the connection kept: one
 on a namespace the connection has not connected to, which python-socketio drops without an
@@ -31,6 +32,7 @@ from socketio import packet as sio_packet
 from kpk_io import json_codec
 from kpk_io.engine.frames import Message, WebSocketDriver, write_now
 from kpk_io.engine.packets import NAMESPACE, RefusedPacket, StrictPacket
+from kpk_io.engine.sockets import Engine
 from kpk_io.protocol import ErrorCode, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,9 @@ class Server(socketio.AsyncServer):  # type: ignore[misc]
         # engineio looks its WebSocket driver up in this per-server map at every upgrade.
         driver = type("WebSocket", (WebSocketDriver,), {"compress_above": ws_compression})
         self.eio._async = {**self.eio._async, "websocket": driver}
+
+    def _engineio_server_class(self) -> type[Engine]:
+        return Engine  # lighter sockets (engine/sockets.py)
 
     async def _handle_eio_message(self, eio_sid: str, data: str | bytes) -> None:
         try:
