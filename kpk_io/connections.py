@@ -20,14 +20,14 @@ from kpk_io.identity import Identity, Unauthorized
 from kpk_io.limits import Limits
 from kpk_io.metrics import Metrics
 from kpk_io.protocol import ErrorCode, ProtocolError, client_secret
-from kpk_io.rate import TokenBucket
+from kpk_io.rate import TokenBucket, connection_bucket
 from kpk_io.roster import Roster
 from kpk_io.turn import Turn
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class Connection:
     # Whose change ids these are: the client's secret from the connect auth, which survives
     # reconnects, else the socket id. Ids are only unique per sender.
@@ -99,9 +99,9 @@ class Connections:
         return Connection(
             secret or sid,
             address,
-            TokenBucket(self._limits.updates),
-            TokenBucket(self._limits.requests),
-            TokenBucket(self._limits.signals),
+            connection_bucket(self._limits.updates),
+            connection_bucket(self._limits.requests),
+            connection_bucket(self._limits.signals),
         )
 
     async def disconnect(self, sid: str, reason: object = None) -> None:

@@ -13,7 +13,7 @@ from typing import Protocol
 from kpk_io.change import JSON
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     """One connection in one room. `id` is per connection (two tabs of one user are two
     members with the same `user`); `meta` is small, client-set data such as a colour."""
@@ -55,8 +55,10 @@ class PresenceStore(Protocol):
     def node(self) -> str:
         """This node's id: random, per process."""
 
-    async def add(self, room: str, member: Member) -> None:
-        """Record `member`, held by this node, in `room`; replaces one with the same id."""
+    async def add(self, room: str, member: Member) -> list[Member]:
+        """Record `member`, held by this node, in `room`; replaces one with the same id.
+        Returns everyone in `room` then, as `members(room)` would (so a join needs no
+        second call)."""
 
     async def remove(self, room: str, member_id: str) -> None:
         """Forget a member of this node; nothing happens for one that is not there."""

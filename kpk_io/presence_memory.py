@@ -35,8 +35,9 @@ class MemoryPresence:
     def node(self) -> str:
         return self._node
 
-    async def add(self, room: str, member: Member) -> None:
+    async def add(self, room: str, member: Member) -> list[Member]:
         self._space.rooms.setdefault(room, {})[member.id] = (self._node, member)
+        return await self.members(room)
 
     async def remove(self, room: str, member_id: str) -> None:
         held = self._space.rooms.get(room, {})

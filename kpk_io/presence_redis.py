@@ -77,7 +77,7 @@ class RedisPresence:
     def node(self) -> str:
         return self._node
 
-    async def add(self, room: str, member: Member) -> None:
+    async def add(self, room: str, member: Member) -> list[Member]:
         entry = encode_json({"node": self._node, "member": member.to_wire()})
         self._held.setdefault(room, set()).add(member.id)
         rooms = self._keys.rooms_of(self._node)
@@ -86,7 +86,9 @@ class RedisPresence:
                 pipe.hset(self._keys.room(room), member.id, entry)
                 pipe.sadd(rooms, room)
                 pipe.pexpire(rooms, self._rooms_ms)
-                await pipe.execute()
+                pipe.hgetall(self._keys.room(room))  # the room as this write left it
+                *_, raw = await pipe.execute()
+            return await self._listed(room, raw)
 
     async def remove(self, room: str, member_id: str) -> None:
         held = self._held.get(room, set())
@@ -101,9 +103,13 @@ class RedisPresence:
 
     async def members(self, room: str) -> list[Member]:
         with _unavailable():
-            held = self._decode(room, await self._redis.hgetall(self._keys.room(room)))
-            others = sorted({node for node, _ in held} - {self._node})
-            alive = {self._node, *await self._alive(others)}
+            return await self._listed(room, await self._redis.hgetall(self._keys.room(room)))
+
+    async def _listed(self, room: str, raw: dict[Any, Any]) -> list[Member]:
+        """The members of a room's hash whose node is alive."""
+        held = self._decode(room, raw)
+        others = sorted({node for node, _ in held} - {self._node})
+        alive = {self._node, *await self._alive(others)} if others else {self._node}
         return [member for node, member in held if node in alive]
 
     async def counts(self, rooms: list[str]) -> dict[str, int]:

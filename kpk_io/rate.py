@@ -13,6 +13,8 @@ Clock = Callable[[], float]
 class TokenBucket:
     """Holds up to `rate.burst` tokens, refilled at `rate.per_second`; each request takes one."""
 
+    __slots__ = ("_clock", "_rate", "_stamp", "_tokens")  # one or three per connection
+
     def __init__(self, rate: Rate, clock: Clock = time.monotonic) -> None:
         self._rate = rate
         self._clock = clock
@@ -32,6 +34,15 @@ class TokenBucket:
             self._tokens -= 1
             return 0
         return max(1, math.ceil((1 - self._tokens) / self._rate.per_second * 1000))
+
+
+def connection_bucket(rate: Rate) -> TokenBucket:
+    """A bucket for one connection: an unlimited rate's is one shared bucket (it keeps no
+    state), a limited rate's a bucket of its own."""
+    return _UNLIMITED if rate.unlimited else TokenBucket(rate)
+
+
+_UNLIMITED = TokenBucket(Rate(0, 1))
 
 
 class KeyedBuckets:

@@ -60,13 +60,14 @@ class Roster:
             return known, await self._store.members(room)
         member_id = self.member_id(sid)
         user = by["user"] if by else f"anonymous-{member_id}"
-        member = Member(member_id, user, by.get("name") if by else None, meta)
+        # An empty meta is None: one object less per member (to_wire() gives {} for it).
+        member = Member(member_id, user, by.get("name") if by else None, meta or None)
         self._stale.discard((room, member_id))
         self._held.setdefault(sid, {})[room] = member
         try:
-            if not await self._record(sid, room, member):
+            members = await self._record(sid, room, member)
+            if members is None:
                 return None
-            members = await self._store.members(room)
         except Exception:
             self._held.get(sid, {}).pop(room, None)  # joined again later, from scratch
             self._stale.add((room, member_id))  # it may have been written all the same
@@ -86,7 +87,7 @@ class Roster:
         if member is None:
             return None
         updated = self._held[sid][room] = replace(member, meta=meta)
-        if not await self._record(sid, room, updated):
+        if await self._record(sid, room, updated) is None:
             return None
         self._announce(room, "updated", updated, skip_sid=sid)
         return updated
@@ -125,15 +126,15 @@ class Roster:
         await self._broadcaster.close()
         await self._store.close()
 
-    async def _record(self, sid: str, room: str, member: Member) -> bool:
-        """Write the member; False (and nothing left in the store) when its connection
-        closed meanwhile, whose `left` was announced already."""
-        await self._store.add(room, member)
+    async def _record(self, sid: str, room: str, member: Member) -> list[Member] | None:
+        """Write the member; everyone in the room then, or None (and nothing left in the
+        store) when its connection closed meanwhile, whose `left` was announced already."""
+        members = await self._store.add(room, member)
         if self.member(sid, room) is member:
-            return True
+            return members
         with contextlib.suppress(Exception):
             await self._store.remove(room, member.id)
-        return False
+        return None
 
     def _announce(
         self, room: str, change: str, member: Member, skip_sid: str | None = None

@@ -22,9 +22,13 @@ _UNORDERED = frozenset({Event.SIGNAL, Event.PRESENCE})  # no order with updates 
 
 
 class Turn:
+    # One per connection: its locks are made on first use (most connections send few
+    # requests, and presence requests are rarer still).
+    __slots__ = ("_gated", "_lock", "_meta_lock")
+
     def __init__(self) -> None:
-        self._lock = asyncio.Lock()
-        self._meta_lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None
+        self._meta_lock: asyncio.Lock | None = None
         # Joins and leaves pending, and signals and presence requests queued behind them.
         self._gated = 0
 
@@ -54,11 +58,13 @@ class _Taking:
         turn._gated += gated
         try:
             if gated or not unordered:
-                await turn._lock.acquire()
-                self._held.append(turn._lock)
+                lock = turn._lock = turn._lock or asyncio.Lock()
+                await lock.acquire()
+                self._held.append(lock)
             if event == Event.PRESENCE:
-                await turn._meta_lock.acquire()
-                self._held.append(turn._meta_lock)
+                meta_lock = turn._meta_lock = turn._meta_lock or asyncio.Lock()
+                await meta_lock.acquire()
+                self._held.append(meta_lock)
         except BaseException:
             self._release()
             raise

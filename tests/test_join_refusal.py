@@ -25,10 +25,10 @@ class FailingPresence(MemoryPresence):
 
     failing = False
 
-    async def add(self, room: str, member: PresenceMember) -> None:
+    async def add(self, room: str, member: PresenceMember) -> list[PresenceMember]:
         if self.failing:
             raise StoreUnavailable("presence store down (injected)")
-        await super().add(room, member)
+        return await super().add(room, member)
 
     async def members(self, room: str) -> list[PresenceMember]:
         if self.failing:

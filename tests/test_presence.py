@@ -47,9 +47,9 @@ async def listed(node: PresenceStore, room: str) -> list[str]:
 async def test_members_of_every_node_are_listed_and_removed(make_node: MakeNode) -> None:
     a, b = make_node(), make_node()
     assert not await a.beat() and not await b.beat()  # a first beat is no comeback
-    await a.add("r", member(1))
-    await b.add("r", member(2))
-    await b.add("other", member(2))
+    assert [m.id for m in await a.add("r", member(1))] == ["m1"]
+    assert sorted(m.id for m in await b.add("r", member(2))) == ["m1", "m2"]
+    assert [m.id for m in await b.add("other", member(2))] == ["m2"]
     assert await listed(a, "r") == ["m1", "m2"] == await listed(b, "r")
     await a.add("r", member(1, {"color": "red"}))  # replaces
     assert [m.meta for m in await b.members("r") if m.id == "m1"] == [{"color": "red"}]
