@@ -96,18 +96,13 @@ class Hub:
         return lane is not None and sid in lane.members
 
     async def join(self, sid: str, room: str) -> Snapshot:
-        """Make `sid` a member and return the snapshot its membership starts from."""
+        """Make `sid` a member and return the snapshot its membership starts from. Joins
+        that wait for the room's lane together are admitted together, on one snapshot."""
         done: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
-
-        async def op(lane: Lane) -> None:
-            try:
-                snapshot = await self._admit(lane, sid)
-            except Exception as exc:  # handed to the joiner, who answers for it
-                done.set_exception(exc)
-            else:
-                done.set_result(snapshot)
-
-        self._submit(room, op)
+        lane = self._lane(room)
+        lane.joiners.append((sid, done))
+        if len(lane.joiners) == 1:  # else the admission queued already takes this one too
+            lane.ops.put_nowait(self._admit_joiners)
         return await done
 
     async def leave(self, sid: str, room: str) -> None:
@@ -189,13 +184,16 @@ class Hub:
             lane.ops.put_nowait(self._catch_up)
 
     def _submit(self, room: str, op: Callable[[Lane], Awaitable[None]]) -> None:
+        self._lane(room).ops.put_nowait(op)
+
+    def _lane(self, room: str) -> Lane:
         lane = self._lanes.get(room)
         if lane is None:
             lane = self._lanes[room] = Lane(room)
             lane.worker = asyncio.create_task(
                 self._work(lane), name=f"kpk-io lane {room!r}", context=contextvars.Context()
             )
-        lane.ops.put_nowait(op)
+        return lane
 
     async def _work(self, lane: Lane) -> None:
         with bind_request(None, lane.room):
@@ -221,7 +219,20 @@ class Hub:
                 del self._lanes[lane.room]
                 return
 
-    async def _admit(self, lane: Lane, sid: str) -> Snapshot:
+    async def _admit_joiners(self, lane: Lane) -> None:
+        joiners, lane.joiners = lane.joiners, []
+        try:
+            snapshot = await self._admit(lane, [sid for sid, _ in joiners])
+        except Exception as exc:  # handed to the joiners, who answer for it
+            for _, done in joiners:
+                if not done.done():
+                    done.set_exception(exc)
+        else:
+            for _, done in joiners:
+                if not done.done():
+                    done.set_result(snapshot)
+
+    async def _admit(self, lane: Lane, sids: list[str]) -> Snapshot:
         if not lane.watched:
             await self._store.watch(lane.room)
             lane.watched = True
@@ -231,10 +242,11 @@ class Hub:
             lane.cursor, lane.tag = snapshot.rev, snapshot.tag
         elif (snapshot.rev, snapshot.tag) != (lane.cursor, lane.tag):
             await self._fill(lane, snapshot)
-        if sid not in lane.members:
-            await self._members.enter(sid, lane.room)
-            lane.members.add(sid)
-            self._rooms_of.setdefault(sid, set()).add(lane.room)
+        for sid in sids:
+            if sid not in lane.members:
+                await self._members.enter(sid, lane.room)
+                lane.members.add(sid)
+                self._rooms_of.setdefault(sid, set()).add(lane.room)
         return snapshot
 
     async def _advance(self, lane: Lane, committed: CommittedChange) -> None:

@@ -4,6 +4,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from kpk_io.change import Snapshot
+
 
 @dataclass
 class Lane:
@@ -17,6 +19,8 @@ class Lane:
     watched: bool = False
     worker: asyncio.Task[None] | None = None
     busy: bool = False  # an operation is running (and may be awaiting the store)
+    # Joins waiting for the lane's next admission, all admitted on one snapshot.
+    joiners: list[tuple[str, "asyncio.Future[Snapshot]"]] = field(default_factory=list)
 
 
 async def settle(lane: Lane) -> None:
