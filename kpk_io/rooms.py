@@ -1,11 +1,13 @@
 """Room IDs: the one place they are checked, built from page URLs and mapped to Socket.IO rooms."""
 
-import unicodedata
+import re
 from urllib.parse import quote, unquote, urlsplit
 
 MAX_ROOM_LENGTH = 256
 # What a broken page sends when its template variable is missing.
 _PLACEHOLDERS = frozenset({"undefined", "null"})
+# Unicode's categories Cc (controls) and Cs (surrogates), exactly.
+_CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # Socket.IO delivers emit(to=sid) to any room named like a sid, so a room ID never names
 # a Socket.IO room directly: it always goes behind this prefix.
 _SIO_PREFIX = "room:"
@@ -26,7 +28,7 @@ def check_room(value: object) -> str:
         raise InvalidRoom("room must not be empty")
     if len(value) > MAX_ROOM_LENGTH:
         raise InvalidRoom(f"room must be at most {MAX_ROOM_LENGTH} characters")
-    if any(unicodedata.category(char) in {"Cc", "Cs"} for char in value):
+    if _CONTROL_OR_SURROGATE.search(value):
         raise InvalidRoom("room must not contain control characters or lone surrogates")
     if value.strip().casefold() in _PLACEHOLDERS:
         raise InvalidRoom(f"room {value!r} is a placeholder, not an ID")

@@ -1,5 +1,6 @@
 """The names of a room's keys and channel in Redis: built only here, with their inverse."""
 
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
@@ -21,6 +22,7 @@ class RoomKeys:
         return [self.state, self.rev, self.log, self.ids, self.size, self.state_size]
 
 
+@functools.lru_cache(maxsize=4096)  # every commit and read names them
 def room_keys(prefix: str, room: str) -> RoomKeys:
     """The only place room keys are named.
 

@@ -16,6 +16,7 @@ exactly entry_head() + entry_body() and reads back as the committed change.
 """
 
 import dataclasses
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -62,6 +63,7 @@ def entry_body(
     )
 
 
+@functools.lru_cache(maxsize=4096)  # every commit writes one
 def message_head(room: str) -> str:
     """A feed message is message_head(room) + entry + "}": {"room": R, "entry": {...}}."""
     return encode_json({"room": room})[:-1] + ',"entry":'
