@@ -84,7 +84,10 @@ class RedisFeed:
             try:
                 if interrupted:
                     await self._resubscribe()
-                message = await self._pubsub.get_message(timeout=1.0)
+                # Blocking, without a timeout: a read with one arms and cancels a timer per
+                # message. A lost connection still fails the read; a stalled Redis is found
+                # by the commits and snapshots, which have timeouts.
+                message = await self._pubsub.get_message(timeout=None)
             except (RedisError, OSError) as exc:
                 if not interrupted:
                     log.error("change feed lost: %r; reconnecting", exc)
