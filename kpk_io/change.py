@@ -100,8 +100,9 @@ class CommittedChange:
         return body
 
     @classmethod
-    def from_wire(cls, room: str, body: object) -> "CommittedChange":
-        """Inverse of to_wire() (the room comes separately); raises ValueError if malformed.
+    def from_wire(cls, room: str, body: object, origin: str | None = None) -> "CommittedChange":
+        """Inverse of to_wire() (the room, and the origin a log entry records, come
+        separately); raises ValueError if malformed.
 
         rev (a positive integer), set (an object), unset (a list of strings) and replace (a
         boolean) are required; id, tag and prev are strings or absent (null reads as absent);
@@ -118,7 +119,7 @@ class CommittedChange:
                 raise TypeError(f"unset {unset!r}")
             change_id, tag, prev = (_optional_text(body, key) for key in ("id", "tag", "prev"))
             change = Change(dict(fields), tuple(unset), replace, _text(body.get("text")))
-            return cls(room, int(rev), change, change_id, None, tag, prev, _by(body.get("by")))
+            return cls(room, int(rev), change, change_id, origin, tag, prev, _by(body.get("by")))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a change: {exc!r}") from exc
 

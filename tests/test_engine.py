@@ -258,3 +258,14 @@ def test_lean_sockets_rely_on_what_engineio_and_asyncio_still_do() -> None:
     assert isinstance(queue._finished, asyncio.Event) and queue._finished.is_set()
     assert "self._waiters" in inspect.getsource(asyncio.Event.wait)
     assert "self._finished.set()" in inspect.getsource(asyncio.Queue.task_done)
+
+
+def test_packets_to_clients_are_never_walked_for_binary() -> None:
+    """StrictPacket turns python-socketio's binary detection off (uses_binary_events): it
+    walked every outgoing packet's whole data. A bytes value fails to encode instead."""
+    assert "if self.uses_binary_events and" in inspect.getsource(sio_packet.Packet.__init__)
+    packet = StrictPacket(sio_packet.EVENT, data=["e", {"a": [1, {"b": "c"}]}])
+    assert packet.packet_type == sio_packet.EVENT
+    assert packet.encode() == '2["e",{"a":[1,{"b":"c"}]}]'
+    with pytest.raises(TypeError):
+        StrictPacket(sio_packet.EVENT, data=["e", b"\x00"]).encode()

@@ -56,6 +56,10 @@ class StrictPacket(sio_packet.Packet):  # type: ignore[misc]
     """python-socketio's packet, decoding only what kpk-io's protocol can carry."""
 
     json = json_codec  # orjson when installed; refuses NaN and Infinity, which are not JSON
+    # Nothing kpk-io sends is binary (its protocol has no attachments): python-socketio would
+    # otherwise walk every packet's whole data looking for bytes before encoding it. A bytes
+    # value sent by mistake fails to encode as JSON, loudly, rather than going out binary.
+    uses_binary_events = False
 
     def __init__(self, *args: Any, encoded_packet: str | bytes | None = None, **kw: Any) -> None:
         # python-socketio decodes only a non-empty packet, and takes an empty one for an

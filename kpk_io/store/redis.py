@@ -2,8 +2,8 @@
 
 import asyncio
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
@@ -144,7 +144,7 @@ class RedisStateStore:
             message_head=message_head(room),
             entry_body=body,
             # Without one, a generated key still makes our own retries idempotent.
-            dedupe_key=dedupe_key or f"kpk-io:{uuid.uuid4().hex}",
+            dedupe_key=dedupe_key or f"kpk-io:{secrets.token_hex(16)}",
             set_count=len(encoded),
             dedupe_window=dedupe_window(self._history),
             tag=(tag := new_tag()),

@@ -14,12 +14,14 @@ key, does not use. That was a tenth of the server's CPU in the many-rooms benchm
 """
 
 import asyncio
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 try:
     from hiredis import pack_command as _hiredis_pack
@@ -83,12 +85,18 @@ class ScriptBatch:
             await connection.send_packed_command(_pack(connection, commands),
                                                  check_health=False)
             replies: list[Any] = []
-            for _ in batch:
-                try:
-                    replies.append(await connection.read_response())
-                except ResponseError as exc:  # read whole: the next reply follows it
-                    replies.append(exc)
+            # The connection's read timeout for the whole batch, not a timer per reply.
+            async with asyncio.timeout(connection.socket_timeout):
+                for _ in batch:
+                    try:
+                        replies.append(await connection.read_response(timeout=math.inf))
+                    except ResponseError as exc:  # read whole: the next reply follows it
+                        replies.append(exc)
             return replies
+        except TimeoutError as exc:  # asyncio's: redis-py's own, which the store retries
+            await connection.disconnect()
+            raise RedisTimeoutError(f"no reply from Redis within {connection.socket_timeout}s") \
+                from exc
         except BaseException:
             await connection.disconnect()  # replies may be left unread on it
             raise

@@ -15,7 +15,6 @@ message_head(room) + entry + "}". tests/test_store.py checks that what the scrip
 exactly entry_head() + entry_body() and reads back as the committed change.
 """
 
-import dataclasses
 import functools
 import json
 import logging
@@ -100,11 +99,10 @@ def entry_time(raw: bytes | None) -> float | None:
 
 def _from_entry(room: str, body: object) -> CommittedChange:
     """Raises ValueError when `body` is not an entry."""
-    committed = CommittedChange.from_wire(room, body)
     origin = body.get("origin") if isinstance(body, dict) else None
     if origin is not None and not isinstance(origin, str):
         raise ValueError(f"origin {origin!r}")
-    return dataclasses.replace(committed, origin=origin)
+    return CommittedChange.from_wire(room, body, origin=origin)
 
 
 def _text(value: object) -> str:
