@@ -269,3 +269,13 @@ def test_packets_to_clients_are_never_walked_for_binary() -> None:
     assert packet.encode() == '2["e",{"a":[1,{"b":"c"}]}]'
     with pytest.raises(TypeError):
         StrictPacket(sio_packet.EVENT, data=["e", b"\x00"]).encode()
+
+
+def test_events_start_their_handler_as_python_socketio_does() -> None:
+    """Server._handle_event starts _handle_event_internal itself, as python-socketio's
+    _handle_event does after the checks Server has made already."""
+    source = inspect.getsource(socketio.AsyncServer._handle_event)
+    assert "self._handle_event_internal, self, sid, eio_sid, data" in source
+    assert "namespace, id)" in source
+    assert list(inspect.signature(socketio.AsyncServer._handle_event_internal).parameters) == [
+        "self", "server", "sid", "eio_sid", "data", "namespace", "id"]

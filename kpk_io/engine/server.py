@@ -2,7 +2,9 @@
 
 Relies on: `socketio.AsyncServer._handle_eio_message(eio_sid, data)`, the handler of every
 incoming Engine.IO message, which decodes it with `sio.packet_class` (the public
-`serializer=`); `socketio.AsyncServer._handle_event(eio_sid, namespace, ack_id, data)`;
+`serializer=`); `socketio.AsyncServer._handle_event(eio_sid, namespace, ack_id, data)`, and
+`_handle_event_internal(server, sid, eio_sid, data, namespace, id)`, which runs an event's
+handler and sends its ack (started here in a task, as `_handle_event` does);
 `socketio.AsyncServer._send_packet(eio_sid, packet)`, through which every packet to a client
 goes, CONNECT_ERROR included (replaced here: an encoded packet that is one text goes to
 `sio.eio.send`, or straight to an idle WebSocket as kpk_io/engine/frames.py's `write_now`
@@ -23,6 +25,7 @@ call as that event's own handler with the arguments shifted (the first data item
 the sid), is answered `unknown_event`.
 """
 
+import asyncio
 import logging
 from typing import Any
 
@@ -49,6 +52,7 @@ class Server(socketio.AsyncServer):  # type: ignore[misc]
 
     def __init__(self, *, ws_compression: int = 0, **options: Any) -> None:
         super().__init__(serializer=StrictPacket, json=json_codec, **options)
+        self._event_tasks: set[asyncio.Task[None]] = set()
         # engineio looks its WebSocket driver up in this per-server map at every upgrade.
         driver = type("WebSocket", (WebSocketDriver,), {"compress_above": ws_compression})
         self.eio._async = {**self.eio._async, "websocket": driver}
@@ -84,6 +88,13 @@ class Server(socketio.AsyncServer):  # type: ignore[misc]
             await self._answer_refused(eio_sid, RefusedPacket(
                 f"no such event: {CATCH_ALL}", close=False, ack_id=ack_id,
                 namespace=namespace, code=ErrorCode.UNKNOWN_EVENT))
+        elif self.async_handlers:
+            # What python-socketio's _handle_event does next, without looking the sid up
+            # and checking it again: the event's handler in a task of its own.
+            task = asyncio.create_task(
+                self._handle_event_internal(self, sid, eio_sid, data, namespace, ack_id))
+            self._event_tasks.add(task)
+            task.add_done_callback(self._event_tasks.discard)
         else:
             await super()._handle_event(eio_sid, namespace, ack_id, data)
 
