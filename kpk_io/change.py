@@ -108,16 +108,19 @@ class CommittedChange:
         boolean) are required; id, tag and prev are strings or absent (null reads as absent);
         other keys are ignored. tests/client_vectors.json holds both clients to this."""
         try:
-            if not isinstance(body, Mapping):
+            if type(body) is not dict and not isinstance(body, Mapping):
                 raise TypeError("not an object")
             rev, fields, unset, replace = body["rev"], body["set"], body["unset"], body["replace"]
             if not _is_rev(rev):
                 raise TypeError(f"rev {rev!r}")
             if not isinstance(fields, dict) or not isinstance(replace, bool):
                 raise TypeError(f"set {fields!r}, replace {replace!r}")
-            if not isinstance(unset, list) or not all(isinstance(n, str) for n in unset):
+            if not isinstance(unset, list) or (
+                unset and not all(isinstance(n, str) for n in unset)
+            ):
                 raise TypeError(f"unset {unset!r}")
-            change_id, tag, prev = (_optional_text(body, key) for key in ("id", "tag", "prev"))
+            change_id = _optional_text(body, "id")
+            tag, prev = _optional_text(body, "tag"), _optional_text(body, "prev")
             change = Change(dict(fields), tuple(unset), replace, _text(body.get("text")))
             return cls(room, int(rev), change, change_id, origin, tag, prev, _by(body.get("by")))
         except (KeyError, TypeError) as exc:

@@ -18,7 +18,6 @@ not JSON, are refused.
 """
 
 import json
-import re
 from typing import Any
 
 try:
@@ -28,8 +27,7 @@ except ImportError:  # pragma: no cover - the `speed` extra is not installed
 
 
 def loads(text: str | bytes, **options: Any) -> Any:
-    long_number = _LONG_NUMBER if isinstance(text, str) else _LONG_NUMBER_BYTES
-    if orjson is not None and not long_number.search(text):  # type: ignore[arg-type]
+    if orjson is not None and not _has_long_number(text):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:  # the standard library decides, and says why
@@ -51,7 +49,14 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
 
 
-# orjson reads an integer past 64 bits as a float, where the standard library keeps it exact:
-# a text with a run of 19 digits or more is left to the standard library.
-_LONG_NUMBER = re.compile(r"\d{19}")
-_LONG_NUMBER_BYTES = re.compile(rb"\d{19}")
+def _has_long_number(text: str | bytes) -> bool:
+    """Whether `text` has 19 ASCII digits in a row (JSON numbers have no others). orjson
+    reads an integer past 64 bits as a float, where the standard library keeps it exact, so
+    such a text is left to the standard library. (A byte translation and a substring search:
+    several times faster than a regular expression.)"""
+    data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+    return _DIGIT_RUN in data.translate(_DIGITS)
+
+
+_DIGITS = bytes(ord("d") if chr(byte) in "0123456789" else ord(" ") for byte in range(256))
+_DIGIT_RUN = b"d" * 19

@@ -31,7 +31,8 @@ class UpdateRequest:
 def parse_update(data: object, limits: Limits) -> UpdateRequest:
     body = payload_object(data)
     room = payload_room(body)
-    if not any(key in body for key in ("set", "unset", "replace", "text")):
+    if "set" not in body and "unset" not in body and "replace" not in body \
+            and "text" not in body:
         raise _invalid_update("an update needs set, unset, replace or text")
     fields = _set_fields(body.get("set", {}), limits)
     unset = _unset_fields(body.get("unset", []), limits)
@@ -40,7 +41,8 @@ def parse_update(data: object, limits: Limits) -> UpdateRequest:
     replace = body.get("replace", False)
     if not isinstance(replace, bool):
         raise _invalid_update("replace must be true or false")
-    both = sorted(set(fields) & set(unset) | set(texts) & (set(fields) | set(unset)))
+    both = sorted(set(fields) & set(unset) | set(texts) & (set(fields) | set(unset))) \
+        if unset or texts else None
     if both:
         raise _invalid_update(f"fields named twice (set, unset, text): {both}")
     base_rev = body.get("rev")
