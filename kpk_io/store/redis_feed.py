@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import math
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -84,10 +85,7 @@ class RedisFeed:
             try:
                 if interrupted:
                     await self._resubscribe()
-                # Blocking, without a timeout: a read with one arms and cancels a timer per
-                # message. A lost connection still fails the read; a stalled Redis is found
-                # by the commits and snapshots, which have timeouts.
-                message = await self._pubsub.get_message(timeout=None)
+                message = await self._next()
             except (RedisError, OSError) as exc:
                 if not interrupted:
                     log.error("change feed lost: %r; reconnecting", exc)
@@ -101,7 +99,26 @@ class RedisFeed:
                 if self.listener is not None:
                     self.listener.on_feed_restored()
             if message is not None:
-                self._dispatch(message)
+                self._dispatch(*message)
+
+    async def _next(self) -> tuple[object, object, object] | None:
+        """The next (type, channel, data) from the pub/sub connection.
+
+        Read from redis-py's connection itself, blocking and without a timeout: PubSub's
+        get_message wraps every read in retry and observability layers and builds a dict
+        per message, and a read with a timeout arms a timer per message. A lost connection
+        still fails the read; a stalled Redis is found by the commits and snapshots, which
+        have timeouts. Replies other than messages (subscription confirmations) still go
+        through PubSub.handle_message, which keeps its bookkeeping."""
+        connection = self._pubsub.connection
+        if connection is None:  # not connected yet: PubSub connects
+            reply = await self._pubsub.get_message(timeout=None)
+            return None if reply is None else _triple(reply)
+        response = await connection.read_response(timeout=math.inf, push_request=True)
+        if isinstance(response, list) and len(response) == 3 and response[0] == b"message":
+            return response[0], response[1], response[2]
+        reply = await self._pubsub.handle_message(response)
+        return None if reply is None else _triple(reply)
 
     async def _resubscribe(self) -> None:
         """After a reconnect: the channels wanted now, and none left from before."""
@@ -115,19 +132,23 @@ class RedisFeed:
                 # happen now rather than at the next read.
                 await self._pubsub.subscribe(*self._channels)
 
-    def _dispatch(self, message: dict[str, object]) -> None:
+    def _dispatch(self, raw_kind: object, raw_channel: object, data: object) -> None:
         try:
-            kind, channel = _text(message.get("type")), _text(message.get("channel"))
+            kind, channel = _text(raw_kind), _text(raw_channel)
             if kind == "subscribe":
                 for confirmed in self._confirmations.pop(channel, []):
                     if not confirmed.done():
                         confirmed.set_result(None)
             elif kind == "message" and channel in self._channels and self.listener:
-                committed = parse_message(message.get("data"))
+                committed = parse_message(data)
                 if committed is not None:
                     self.listener.on_change(committed)
         except Exception:  # one bad message must not stop the feed for every room
-            log.exception("change feed: message %.200r skipped", message)
+            log.exception("change feed: message %.200r skipped", data)
+
+
+def _triple(reply: dict[str, object]) -> tuple[object, object, object]:
+    return reply.get("type"), reply.get("channel"), reply.get("data")
 
 
 def _text(value: object, *, strict: bool = False) -> str:
