@@ -10,7 +10,6 @@ from prometheus_client import (
     Counter,
     Gauge,
     GCCollector,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
     generate_latest,
@@ -18,6 +17,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from kpk_io.change import JSON
+from kpk_io.metrics_lean import LeanCounter, LeanHistogram
 
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
@@ -43,7 +43,6 @@ def outcome_of(ack: dict[str, JSON]) -> str:
 
 class Metrics:
     def __init__(self) -> None:
-        self._answered: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self.registry = registry = CollectorRegistry()
         # process_* (CPU, memory, open files), python_info and python_gc_*.
         ProcessCollector(registry=registry)
@@ -60,21 +59,21 @@ class Metrics:
             "1 while the store answers (checked every few seconds, by /readyz and by requests)",
             registry=registry,
         )
-        self.requests = Counter(
+        self.requests = LeanCounter(
             "kpk_io_requests",
             "Socket.IO events and HTTP API requests answered, by event and outcome (ok or the "
             "error code)",
             ["event", "outcome"],
             registry=registry,
         )
-        self.request_seconds = Histogram(
+        self.request_seconds = LeanHistogram(
             "kpk_io_request_seconds",
             "Time from a request's arrival to its answer, by event and outcome",
+            _LATENCY_BUCKETS,
             ["event", "outcome"],
-            buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
-        self.updates_committed = Counter(
+        self.updates_committed = LeanCounter(
             "kpk_io_updates_committed", "Updates committed by this process", registry=registry
         )
         self.updates_refused = Counter(
@@ -83,15 +82,15 @@ class Metrics:
             ["code"],
             registry=registry,
         )
-        self.deliveries = Counter(
+        self.deliveries = LeanCounter(
             "kpk_io_broadcast_deliveries",
             "Update events sent to members of this process",
             registry=registry,
         )
-        self.commit_seconds = Histogram(
+        self.commit_seconds = LeanHistogram(
             "kpk_io_commit_seconds",
             "Time to commit one update in the store",
-            buckets=_LATENCY_BUCKETS,
+            _LATENCY_BUCKETS,
             registry=registry,
         )
         self._gaps_filled = _CounterReading(
@@ -146,14 +145,8 @@ class Metrics:
 
     def answered(self, event: str, code: str, seconds: float) -> None:
         """Count a request answered with `code` (`ok` or an error code) after `seconds`."""
-        children = self._answered.get((event, code))
-        if children is None:  # labels() takes a lock and builds a key: once per pair
-            children = self._answered[event, code] = (
-                self.requests.labels(event=event, outcome=code),
-                self.request_seconds.labels(event=event, outcome=code),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
+        self.requests.inc(1, event, code)
+        self.request_seconds.observe(seconds, event, code)
 
     def count_update(self, ack: dict[str, JSON]) -> None:
         if ack.get("ok"):

@@ -6,10 +6,12 @@ import re
 from pathlib import Path
 
 import aiohttp
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from kpk_io.app import METRICS, create_app
 from kpk_io.config import Settings
 from kpk_io.metrics import SLOW_CONSUMER_PACKETS
+from kpk_io.metrics_lean import LeanCounter, LeanHistogram
 from tests.conftest import StartKpk
 from tests.polling import eventually_async
 from tests.processes import KpkServer, RedisServer
@@ -169,3 +171,27 @@ async def test_presence_members_and_signals_are_counted(start_kpk: StartKpk) -> 
         assert sample(text, "kpk_io_requests_total", event="signal", outcome="ok") == 1
         assert sample(text, "kpk_io_relay_dropped_total") == 0
     await eventually_async(lambda: _value(node, "kpk_io_presence_members"), 0.0)
+
+
+def test_lean_counters_and_histograms_expose_what_prometheus_clients_own_do() -> None:
+    """kpk_io/metrics_lean.py: the same samples as prometheus_client's Counter and Histogram
+    for the same increments and observations (bar the `_created` timestamps)."""
+    bounds = (0.001, 0.01, 0.1, 1.0)
+    values = [0.0005, 0.001, 0.002, 0.01, 0.5, 1.0, 3.0, 0.0]
+    theirs, ours = CollectorRegistry(), CollectorRegistry()
+    counter = Counter("c", "doc", ["a", "b"], registry=theirs)
+    histogram = Histogram("h", "doc", ["a"], buckets=bounds, registry=theirs)
+    lean_counter = LeanCounter("c", "doc", ["a", "b"], registry=ours)
+    lean_histogram = LeanHistogram("h", "doc", bounds, ["a"], registry=ours)
+    for number, value in enumerate(values):
+        label = "x" if number % 2 else "y"
+        counter.labels(a=label, b="z").inc(number)
+        lean_counter.inc(number, label, "z")
+        histogram.labels(a=label).observe(value)
+        lean_histogram.observe(value, label)
+
+    def samples(registry: CollectorRegistry) -> list[str]:
+        return sorted(line for line in generate_latest(registry).decode().splitlines()
+                      if not line.startswith("#") and "_created" not in line)
+
+    assert samples(ours) == samples(theirs)
