@@ -35,40 +35,15 @@ import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Protocol
 
 from kpk_io.change import Change, CommittedChange, Snapshot
-from kpk_io.hub_lane import Lane, settle
+from kpk_io.hub_lane import Lane, Members, settle
 from kpk_io.logs import bind_request
 from kpk_io.store.base import StateStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 _RETRY_DELAY = 1.0
-
-
-class Members(Protocol):
-    """How the hub reaches this node's sockets (the Socket.IO server in production)."""
-
-    async def enter(self, sid: str, room: str) -> None:
-        """Make `sid` a receiver of the room's deliveries. Sends nothing."""
-
-    async def leave(self, sid: str, room: str) -> None:
-        """Stop delivering the room to `sid`. Sends nothing."""
-
-    def deliver(self, committed: CommittedChange) -> None:
-        """Queue the change for the room's local members except its origin, without waiting
-        on any of them."""
-
-    async def resync(self, room: str) -> None:
-        """Make the room's local members join again: their copy is ahead of the store."""
-
-    def send_whole(self, sid: str, committed: CommittedChange) -> None:
-        """Queue the room's whole state (a replacing change) for `sid` alone, and deliver
-        the room to it again from here on, without waiting on it."""
-
-    def release(self, sid: str, room: str) -> None:
-        """Deliver the room to `sid` again without a catch-up (it is no longer a member)."""
 
 
 class Hub:
@@ -148,7 +123,7 @@ class Hub:
         lane = self._lanes.get(committed.room)
         if lane is None:
             return
-        if not lane.busy and lane.ops.empty() and _follows(lane, committed):
+        if not lane.busy and lane.ops.empty() and lane.follows(committed):
             # The lane has nothing to do before it, and delivering it needs no await: done
             # here, in the lane's order, without waking its task (the common case).
             self._deliver(lane, committed)
@@ -255,7 +230,7 @@ class Hub:
         again = committed.rev == lane.cursor  # delivered, or handed out anew: Redis lost data
         if again and committed.tag in (None, lane.tag):
             return
-        if _follows(lane, committed):
+        if lane.follows(committed):
             self._deliver(lane, committed)
             return
         other_history = lane.tag is not None and committed.prev and committed.prev != lane.tag
@@ -309,10 +284,3 @@ class Hub:
             self._members.deliver(committed)
 
 
-
-def _follows(lane: Lane, committed: CommittedChange) -> bool:
-    """Whether `committed` is the next change after the lane's cursor, on the same history
-    (its `prev` names the cursor's tag): the one case delivered as it comes."""
-    if lane.cursor is None or committed.rev != lane.cursor + 1:
-        return False
-    return lane.tag is None or not committed.prev or committed.prev == lane.tag

@@ -13,14 +13,17 @@ anything this package relies on. Each module states its part of the contract:
   `AsyncSocket.close` and its `queue`, for closing and dropping connections;
 - kpk_io/engine/frames.py: engineio's aiohttp WebSocket driver (`WebSocketDriver`) and
   aiohttp's WebSocket writer, for compression and the Outbox's direct writes;
+- kpk_io/engine/sockets.py: lighter Engine.IO sockets (`Engine`, `LeanSocket`,
+  `SendQueue`): a WebSocket read in aiohttp's handler task and a writer that awaits its
+  queue, with no task or timer per message, and every socket's PINGs from one clock;
 - kpk_io/engine/outbox.py: delivery that never awaits a send (`Outbox`), onto each
   `AsyncSocket`'s own send queue;
 - kpk_io/engine/relay.py: relaying between nodes (`RelayManager`), through
   `AsyncRedisManager._handle_emit` and `_publish`.
 
-Frames that are not Engine.IO packets at all (empty, or not starting with a packet type)
-never reach this package: python-engineio drops that WebSocket itself, and its socket is gone
-at the next ping timeout.
+A WebSocket frame that is not an Engine.IO packet at all (empty, or not starting with a
+packet type) ends that connection at once (kpk_io/engine/sockets.py); on polling,
+python-engineio answers such a body with 400.
 """
 
 from kpk_io.engine.frames import WebSocketDriver
