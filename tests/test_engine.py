@@ -251,6 +251,10 @@ def test_lean_sockets_rely_on_what_engineio_and_asyncio_still_do() -> None:
     assert added < triggered < connect.index("s.schedule_ping()")
     assert "self.server.create_queue()" in inspect.getsource(BaseSocket.__init__)
     assert "self.schedule_ping()" in inspect.getsource(AsyncSocket.receive)
+    receive = inspect.getsource(AsyncSocket.receive)
+    assert "'message', self.sid, pkt.data" in receive
+    assert "run_async=self.server.async_handlers" in receive
+    assert Server(async_mode="aiohttp").eio.async_handlers is False  # so: awaited inline
     assert "self._websocket_handler" in inspect.getsource(AsyncSocket._upgrade_websocket)
     assert callable(socketio.AsyncServer._engineio_server_class)
     queue: Any = asyncio.Queue()

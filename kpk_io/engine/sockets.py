@@ -22,7 +22,9 @@ Relies on (python-engineio 4.15): `AsyncServer._handle_connect` adding the new
 `AsyncSocket` to `sockets` and then calling `_trigger_event('connect', sid, environ,
 run_async=False)` before `schedule_ping()` (`Engine` gives the socket its class there);
 `BaseSocket.__init__` making its queue with `server.create_queue()`; `AsyncSocket`'s
-`queue`, `last_ping`, `connected`, `upgraded`, `closing`, `closed`, `receive`, `close`,
+`queue`, `last_ping`, `connected`, `upgraded`, `closing`, `closed`, `receive` (which runs
+`server.handlers["message"]`, python-socketio's `_handle_eio_message`, inline for a MESSAGE:
+called directly here), `close`,
 `schedule_ping` (called on every PONG), and `_websocket_handler(ws)` (the driver's
 `handler`); the driver's `wait()` (raises OSError for a frame that is not data) and
 `send`/`close`; asyncio.Queue's `_putters` and `_finished`, and asyncio.Event's `_waiters`
@@ -156,7 +158,13 @@ class LeanSocket(AsyncSocket):  # type: ignore[misc]
         except (Exception, asyncio.CancelledError):  # engineio's loop ends so too
             return False
         try:
-            await self.receive(pkt)
+            if pkt.packet_type == eio_packet.MESSAGE:
+                # What receive() does with a message, without _trigger_event's handler
+                # lookup, coroutine check and closure per message: the Socket.IO server's
+                # _handle_eio_message, awaited here.
+                await self.server.handlers["message"](self.sid, pkt.data)
+            else:
+                await self.receive(pkt)
         except eio_exceptions.UnknownPacketError:
             pass
         except eio_exceptions.SocketIsClosedError:

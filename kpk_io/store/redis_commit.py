@@ -11,7 +11,7 @@ from kpk_io.limits import Limits
 from kpk_io.store.base import Conflict, Duplicate, Stale, TooLarge, exceeds
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made for every commit, and a frozen init is slower
 class CommitArgs:
     """The fixed ARGV of commit.lua, in order; field/value pairs and unset names follow."""
 

@@ -26,7 +26,9 @@ _MAX_BACKOFF = 5.0
 class RedisFeed:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.listener: ChangeListener | None = None
-        self._pubsub = redis.pubsub()
+        # redis-py's default handler of each pushed message logs it at DEBUG, building the
+        # message's whole text and fetching a logger every time, enabled or not.
+        self._pubsub = redis.pubsub(push_handler_func=_as_is)
         self._channels: set[str] = set()
         self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -145,6 +147,10 @@ class RedisFeed:
                     self.listener.on_change(committed)
         except Exception:  # one bad message must not stop the feed for every room
             log.exception("change feed: message %.200r skipped", data)
+
+
+async def _as_is(response: object) -> object:
+    return response
 
 
 def _triple(reply: dict[str, object]) -> tuple[object, object, object]:
