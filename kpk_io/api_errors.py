@@ -3,6 +3,8 @@ one of its endpoints (a room ID with an unencoded `/`, `/api/rooms/org/a/z2`, is
 method an endpoint does not have. aiohttp answers those with a plain-text page; every answer
 of the API is its JSON error body, `{error, message}`, so clients parse one shape."""
 
+from collections.abc import Awaitable
+
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -16,17 +18,22 @@ _NOT_FOUND = (
 
 
 @web.middleware
-async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn aiohttp's 404 and 405 for paths under /api/ into the API's error body."""
+def api_errors(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Turn aiohttp's 404 and 405 for paths under /api/ into the API's error body.
+
+    Not a coroutine itself: outside the API it hands back the handler's own awaitable, so no
+    frame of this middleware stays on the stack of every open WebSocket connection."""
+    if not _in_api(request):
+        return handler(request)
+    return _api_answer(request, handler)
+
+
+async def _api_answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPNotFound:
-        if not _in_api(request):
-            raise
         return _error(404, _NOT_FOUND)
     except web.HTTPMethodNotAllowed as exc:
-        if not _in_api(request):
-            raise
         allowed = ", ".join(sorted(exc.allowed_methods))
         response = _error(405, f"{request.method} is not allowed here; allowed: {allowed}")
         response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))

@@ -251,6 +251,8 @@ def test_lean_sockets_rely_on_what_engineio_and_asyncio_still_do() -> None:
     assert added < triggered < connect.index("s.schedule_ping()")
     assert "self.server.create_queue()" in inspect.getsource(BaseSocket.__init__)
     assert "self.schedule_ping()" in inspect.getsource(AsyncSocket.receive)
+    wait = inspect.getsource(eio_aiohttp.WebSocket.wait)
+    assert "msg = await self._sock.receive()" in wait and "raise OSError()" in wait
     receive = inspect.getsource(AsyncSocket.receive)
     assert "'message', self.sid, pkt.data" in receive
     assert "run_async=self.server.async_handlers" in receive

@@ -24,11 +24,12 @@ run_async=False)` before `schedule_ping()` (`Engine` gives the socket its class 
 `BaseSocket.__init__` making its queue with `server.create_queue()`; `AsyncSocket`'s
 `queue`, `last_ping`, `connected`, `upgraded`, `closing`, `closed`, `receive` (which runs
 `server.handlers["message"]`, python-socketio's `_handle_eio_message`, inline for a MESSAGE:
-called directly here), `close`,
-`schedule_ping` (called on every PONG), and `_websocket_handler(ws)` (the driver's
-`handler`); the driver's `wait()` (raises OSError for a frame that is not data) and
-`send`/`close`; asyncio.Queue's `_putters` and `_finished`, and asyncio.Event's `_waiters`
-and `_value` (CPython 3.11 to 3.13). tests/test_engine.py checks them.
+called directly here), `close`, `schedule_ping` (called on every PONG), and
+`_websocket_handler(ws)` (the driver's `handler`); the driver's `_sock` (aiohttp's
+WebSocketResponse, whose `receive()` the driver's `wait()` awaits, raising OSError for a
+message that is not data) and `send`/`close`; asyncio.Queue's `_putters` and `_finished`,
+and asyncio.Event's `_waiters` and `_value` (CPython 3.11 to 3.13). tests/test_engine.py
+checks them.
 """
 
 import asyncio
@@ -136,24 +137,24 @@ class LeanSocket(AsyncSocket):  # type: ignore[misc]
         self.upgraded = True
         writer = asyncio.ensure_future(self._write(ws))
         try:
-            await self._read(ws)
+            # Read in this frame (no _read frame of its own): every coroutine frame here is
+            # held by every idle connection.
+            while await self._read_one(ws):
+                pass
         finally:
             self.queue.put_nowait(None)  # the writer ends (after what is queued) and closes
             await writer
             await self.close(wait=False, abort=True,
                              reason=self.server.reason.TRANSPORT_CLOSE)
 
-    async def _read(self, ws: Any) -> None:
-        while await self._read_one(ws):
-            pass
-
     async def _read_one(self, ws: Any) -> bool:
         """Receive one packet; False once the connection is done. (A frame of its own, so
         that no packet stays referenced while the next read waits.)"""
         try:
-            data = await ws.wait()
-            if data is None or len(data) > self.server.max_http_buffer_size:
-                return False
+            # As the driver's wait(), without its frame: aiohttp's receive() itself.
+            data = (await ws._sock.receive()).data
+            if not isinstance(data, str | bytes) or len(data) > self.server.max_http_buffer_size:
+                return False  # closed, closing or failed (wait() raised OSError), or too big
             pkt = eio_packet.Packet(encoded_packet=data)
         except (Exception, asyncio.CancelledError):  # engineio's loop ends so too
             return False
