@@ -1,8 +1,9 @@
 """One node's rooms: who is a member here, and delivery of each room's committed changes to
 them exactly once and in rev order.
 
-Each room with local members has a lane: a queue worked by one task, which handles joins,
-leaves and the room's feed messages in turn. The lane keeps a cursor, the last rev its
+Each room with local members has a lane: a queue of operations worked by one task (while
+there are any: an idle lane holds no task), which handles joins, leaves and the room's feed
+messages in turn; the next change of an idle lane is delivered as it comes. The lane keeps a cursor, the last rev its
 members were sent. A joiner enters the Socket.IO room exactly when its snapshot's rev equals
 the cursor, so it sees every later change once and none it already has. A feed message that
 skips revs (a dropped pub/sub message, a feed outage) is filled from the store's log first,
@@ -77,7 +78,7 @@ class Hub:
         lane = self._lane(room)
         lane.joiners.append((sid, done))
         if len(lane.joiners) == 1:  # else the admission queued already takes this one too
-            lane.ops.put_nowait(self._admit_joiners)
+            self._put(lane, self._admit_joiners)
         return await done
 
     async def leave(self, sid: str, room: str) -> None:
@@ -103,7 +104,7 @@ class Hub:
             lane = self._lanes.get(room)
             if lane is not None and sid in lane.members:
                 lane.members.discard(sid)
-                lane.ops.put_nowait(settle)  # wakes the lane, which retires when empty
+                self._put(lane, settle)  # wakes the lane, which retires when empty
 
     def _drop_room_of(self, sid: str, room: str) -> None:
         rooms = self._rooms_of.get(sid)
@@ -123,12 +124,12 @@ class Hub:
         lane = self._lanes.get(committed.room)
         if lane is None:
             return
-        if not lane.busy and lane.ops.empty() and lane.follows(committed):
+        if not lane.busy and not lane.ops and lane.follows(committed):
             # The lane has nothing to do before it, and delivering it needs no await: done
             # here, in the lane's order, without waking its task (the common case).
             self._deliver(lane, committed)
         else:
-            lane.ops.put_nowait(lambda lane: self._advance(lane, committed))
+            self._put(lane, lambda lane: self._advance(lane, committed))
 
     def catch_up_member(self, sid: str, room: str) -> None:
         """A member whose deliveries were held back (its connection had more buffered than
@@ -138,7 +139,7 @@ class Hub:
         if lane is None:
             self._members.release(sid, room)
         else:
-            lane.ops.put_nowait(partial(self._send_whole, sid=sid))
+            self._put(lane, partial(self._send_whole, sid=sid))
 
     async def _send_whole(self, lane: Lane, sid: str) -> None:
         if sid not in lane.members:
@@ -149,50 +150,65 @@ class Hub:
         except StoreUnavailable as exc:
             log.error("cannot catch a member up (%s); retrying", exc)
             loop = asyncio.get_running_loop()
-            loop.call_later(_RETRY_DELAY, lane.ops.put_nowait, partial(self._send_whole, sid=sid))
+            loop.call_later(_RETRY_DELAY, self._put, lane, partial(self._send_whole, sid=sid))
             return
         state = Change(whole.state, (), replace=True)
         self._members.send_whole(sid, CommittedChange(lane.room, whole.rev, state, tag=whole.tag))
 
     def on_feed_restored(self) -> None:
         for lane in self._lanes.values():
-            lane.ops.put_nowait(self._catch_up)
+            self._put(lane, self._catch_up)
 
     def _submit(self, room: str, op: Callable[[Lane], Awaitable[None]]) -> None:
-        self._lane(room).ops.put_nowait(op)
+        self._put(self._lane(room), op)
 
     def _lane(self, room: str) -> Lane:
         lane = self._lanes.get(room)
         if lane is None:
             lane = self._lanes[room] = Lane(room)
-            lane.worker = asyncio.create_task(
-                self._work(lane), name=f"kpk-io lane {room!r}", context=contextvars.Context()
-            )
         return lane
+
+    def _put(self, lane: Lane, op: Callable[[Lane], Awaitable[None]]) -> None:
+        """Queue `op` on the lane, starting its worker if it has none: a lane with nothing
+        to do holds no task (an idle room's task, queue and frames were kilobytes)."""
+        if self._lanes.get(lane.room) is not lane:
+            return  # retired meanwhile (a retry timer's op): nothing of its is left to do
+        lane.ops.append(op)
+        if lane.worker is None or lane.worker.done():
+            lane.worker = asyncio.create_task(
+                self._work(lane), name=f"kpk-io lane {lane.room!r}",
+                context=contextvars.Context(),
+            )
 
     async def _work(self, lane: Lane) -> None:
         with bind_request(None, lane.room):
             await self._work_lane(lane)
 
     async def _work_lane(self, lane: Lane) -> None:
+        """Run the lane's operations in turn; then end, and retire the lane when it has
+        no members left (unwatching its room first)."""
         while True:
-            op = await lane.ops.get()
-            lane.busy = True
-            try:
-                await op(lane)
-            except Exception:
-                log.exception("lane operation failed")
-            finally:
-                lane.busy = False
-            if lane.members or not lane.ops.empty():
-                continue
+            while lane.ops:
+                op = lane.ops.popleft()
+                lane.busy = True
+                try:
+                    await op(lane)
+                except Exception:
+                    log.exception("lane operation failed")
+                finally:
+                    lane.busy = False
+            if lane.members:
+                lane.worker = None  # the next operation starts one again
+                return
             if lane.watched:
                 lane.watched = False
                 with contextlib.suppress(StoreUnavailable):
                     await self._store.unwatch(lane.room)
-            if not lane.members and lane.ops.empty():
+                continue  # operations queued meanwhile (a join) run first
+            if self._lanes.get(lane.room) is lane:
                 del self._lanes[lane.room]
-                return
+            lane.worker = None
+            return
 
     async def _admit_joiners(self, lane: Lane) -> None:
         joiners, lane.joiners = lane.joiners, []
@@ -247,7 +263,7 @@ class Hub:
         except StoreUnavailable as exc:
             log.error("cannot catch up (%s); retrying", exc)
             loop = asyncio.get_running_loop()
-            loop.call_later(_RETRY_DELAY, lane.ops.put_nowait, self._catch_up)
+            loop.call_later(_RETRY_DELAY, self._put, lane, self._catch_up)
 
     async def _fill(self, lane: Lane, snapshot: Snapshot | None) -> None:
         """Deliver what members miss up to `snapshot` (or up to now, when None)."""

@@ -2,6 +2,7 @@
 and `Members`, how the hub reaches this node's sockets."""
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -12,14 +13,12 @@ from kpk_io.change import CommittedChange, Snapshot
 @dataclass
 class Lane:
     room: str
-    ops: asyncio.Queue[Callable[["Lane"], Awaitable[None]]] = field(
-        default_factory=asyncio.Queue
-    )
+    ops: deque[Callable[["Lane"], Awaitable[None]]] = field(default_factory=deque)
     members: set[str] = field(default_factory=set)
     cursor: int | None = None
     tag: str | None = None  # the cursor's commit tag: a later commit must name it as `prev`
     watched: bool = False
-    worker: asyncio.Task[None] | None = None
+    worker: asyncio.Task[None] | None = None  # while it has operations to run
     busy: bool = False  # an operation is running (and may be awaiting the store)
     # Joins waiting for the lane's next admission, all admitted on one snapshot.
     joiners: list[tuple[str, "asyncio.Future[Snapshot]"]] = field(default_factory=list)
