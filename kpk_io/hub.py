@@ -3,13 +3,14 @@ them exactly once and in rev order.
 
 Each room with local members has a lane: a queue of operations worked by one task (while
 there are any: an idle lane holds no task), which handles joins, leaves and the room's feed
-messages in turn; the next change of an idle lane is delivered as it comes. The lane keeps a cursor, the last rev its
-members were sent. A joiner enters the Socket.IO room exactly when its snapshot's rev equals
-the cursor, so it sees every later change once and none it already has. A feed message that
-skips revs (a dropped pub/sub message, a feed outage) is filled from the store's log first,
-or, when the log no longer reaches back, with one `replace` change carrying the whole state.
-The lane also keeps the cursor's commit tag: a change that does not name it as its `prev`
-belongs to a rewritten history (Redis lost data), and members get the whole state instead.
+messages in turn; the next change of an idle lane is delivered as it comes. The lane keeps a
+cursor, the last rev its members were sent. A joiner enters the Socket.IO room exactly when
+its snapshot's rev equals the cursor, so it sees every later change once and none it already
+has. A feed message that skips revs (a dropped pub/sub message, a feed outage) is filled
+from the store's log first, or, when the log no longer reaches back, with one `replace`
+change carrying the whole state. The lane also keeps the cursor's commit tag: a change that
+does not name it as its `prev` belongs to a rewritten history (Redis lost data), and members
+get the whole state instead.
 
 No turn waits on itself. A lane is one turn per room: while an operation runs, the room's
 next one waits. So no operation may await anything that can need the same lane, and
@@ -55,7 +56,8 @@ class Hub:
         self._store = store
         self._members = members
         self._lanes: dict[str, Lane] = {}
-        self._rooms_of: dict[str, set[str]] = {}
+        # sid -> its rooms here: a tuple (48 bytes for one room; a set is 216) per connection
+        self._rooms_of: dict[str, tuple[str, ...]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.catch_ups = 0  # rooms caught up from the log (a metric)
 
@@ -107,11 +109,11 @@ class Hub:
                 self._put(lane, settle)  # wakes the lane, which retires when empty
 
     def _drop_room_of(self, sid: str, room: str) -> None:
-        rooms = self._rooms_of.get(sid)
-        if rooms is not None:
-            rooms.discard(room)
-            if not rooms:
-                del self._rooms_of[sid]
+        rooms = tuple(other for other in self._rooms_of.get(sid, ()) if other != room)
+        if rooms:
+            self._rooms_of[sid] = rooms
+        else:
+            self._rooms_of.pop(sid, None)
 
     async def close(self) -> None:
         for lane in list(self._lanes.values()):
@@ -237,7 +239,9 @@ class Hub:
             if sid not in lane.members:
                 await self._members.enter(sid, lane.room)
                 lane.members.add(sid)
-                self._rooms_of.setdefault(sid, set()).add(lane.room)
+                rooms = self._rooms_of.get(sid, ())
+                if lane.room not in rooms:
+                    self._rooms_of[sid] = (*rooms, lane.room)
         return snapshot
 
     async def _advance(self, lane: Lane, committed: CommittedChange) -> None:
