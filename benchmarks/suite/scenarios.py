@@ -62,11 +62,11 @@ class Measure:
 def full_scenarios() -> list[Scenario]:
     out = [
         Scenario("fanout", f"fan-out, 1 writer, {n} readers", 1, 1, n + 1, 1,
-                 updates=int(8 * 6000 / n), rate=6000 / n, load=6000.0, processes=2)
+                 updates=int(16 * 6000 / n), rate=6000 / n, load=6000.0, processes=2)
         for n in (50, 200, 1000)
     ]
     out += [Scenario("rooms", f"many rooms, {r} rooms x {m} members, all writing", 1, r, m, m,
-                     updates=16, rate=2.0, load=r * m * (m - 1) * 2.0)
+                     updates=40, rate=2.0, load=r * m * (m - 1) * 2.0)
             for r, m in ((60, 5), (120, 5))]
     out += [Scenario("nodes", f"cross-node, {n} nodes, 1 writer, 100 readers", n, 1, 101, 1,
                      updates=400, rate=50.0, load=5000.0) for n in (2, 3)]
