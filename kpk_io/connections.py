@@ -7,6 +7,7 @@ connection.
 """
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,7 +93,9 @@ class Connections:
         request = environ.get("aiohttp.request")
         # engineio's aiohttp driver sets REMOTE_ADDR to 127.0.0.1 for everyone.
         peer = getattr(request, "remote", None)
-        address = self._proxies.client_address(peer, environ.get("HTTP_X_FORWARDED_FOR"))
+        # Interned: the connections from one address share one string.
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+        address = sys.intern(self._proxies.client_address(peer, forwarded))
         if not self._per_address.admit(address):
             message = f"too many connections from {address}; close one first"
             raise ProtocolError(ErrorCode.TOO_MANY_CONNECTIONS, message)

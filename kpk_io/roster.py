@@ -9,8 +9,10 @@ in a task of its own.
 """
 
 import asyncio
+import base64
 import contextlib
 import contextvars
+import hmac
 import logging
 import secrets
 from collections.abc import Coroutine, Iterator, Mapping
@@ -30,7 +32,9 @@ class Roster:
         self._store = store
         self._broadcaster = broadcaster
         self._interval = ttl / 3
-        self._ids: dict[str, str] = {}  # sid -> member id, one per connection
+        # Member ids: a keyed hash of the socket id, one per connection, which no one
+        # without this key can link to the socket id (no map of them held per connection).
+        self._id_key = secrets.token_bytes(16)
         self._held: dict[str, dict[str, Member]] = {}  # sid -> room -> member
         self._background: set[asyncio.Task[None]] = set()
         # Members gone from here whose removal from the store failed: retried on each beat,
@@ -44,7 +48,8 @@ class Roster:
         return sum(len(rooms) for rooms in self._held.values())
 
     def member_id(self, sid: str) -> str:
-        return self._ids.setdefault(sid, secrets.token_urlsafe(9))
+        digest = hmac.digest(self._id_key, sid.encode(), "sha256")
+        return base64.urlsafe_b64encode(digest[:9]).decode()
 
     def member(self, sid: str, room: str) -> Member | None:
         return self._held.get(sid, {}).get(room)
@@ -98,7 +103,6 @@ class Roster:
 
     def forget(self, sid: str) -> None:
         """A connection closed: its members leave every room now. Never awaits."""
-        self._ids.pop(sid, None)
         held = self._held.pop(sid, {})
         for room, member in held.items():
             self._announce(room, "left", member)

@@ -32,6 +32,7 @@ from kpk_io.engine import (
     WebSocketDriver,
     drop_transport,
 )
+from kpk_io.engine.frames import Message
 from tests.polling import eventually
 from tests.processes import free_port
 
@@ -52,6 +53,9 @@ def test_an_event_is_encoded_once_as_one_text_message() -> None:
     message = eio_packet.Packet(eio_packet.MESSAGE, data=encoded)
     assert message.encode() == '42["update",{"a":[1]}]'
     assert message.encode(b64=True) == '42["update",{"a":[1]}]'  # what polling asks for
+    # frames.Message spells the Engine.IO packet itself, as Packet.encode() does.
+    assert Message(encoded).text == message.encode()
+    assert Message(encoded).packet.encode() == message.encode()
 
 
 def test_decode_reports_attachments_and_strict_packets_refuse_them() -> None:

@@ -73,9 +73,18 @@ class Message:
     and its WebSocket frame (built on first use) for direct writes."""
 
     def __init__(self, encoded: str) -> None:
-        self.packet = eio_packet.Packet(eio_packet.MESSAGE, data=encoded)
-        self.text: str = self.packet.encode()
+        self._encoded = encoded
+        self.text = "4" + encoded  # an Engine.IO MESSAGE packet, as Packet.encode() writes it
         self._frame: bytes | None = None
+        self._packet: eio_packet.Packet | None = None
+
+    @property
+    def packet(self) -> eio_packet.Packet:
+        """The Engine.IO packet, for a send queue (made on first use: a direct write needs
+        only the frame)."""
+        if self._packet is None:
+            self._packet = eio_packet.Packet(eio_packet.MESSAGE, data=self._encoded)
+        return self._packet
 
     @property
     def frame(self) -> bytes:
