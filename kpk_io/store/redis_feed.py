@@ -113,7 +113,7 @@ class RedisFeed:
         have timeouts. Replies other than messages (subscription confirmations) still go
         through PubSub.handle_message, which keeps its bookkeeping."""
         connection = self._pubsub.connection
-        if connection is None:  # not connected yet: PubSub connects
+        if connection is None or not connection.is_connected:  # PubSub (re)connects it
             reply = await self._pubsub.get_message(timeout=None)
             return None if reply is None else _triple(reply)
         response = await connection.read_response(timeout=math.inf, push_request=True)
