@@ -236,6 +236,38 @@ async def test_broadcasts_to_idle_websockets_are_written_directly_in_order(
         assert outbox.direct >= 1
 
 
+async def test_direct_writes_of_one_turn_are_one_write_per_transport_in_order() -> None:
+    """The Cork: frames written directly in one loop turn go out in one write at the start
+    of the next; a packet queued after them (which wakes the writer) follows them,
+    and so does everything posted after it, which waits in the queue."""
+    async with serving() as (sio, url), client(url, "websocket") as (_, received):
+        [socket] = sio.eio.sockets.values()
+        transport = socket._kpk_ws._sock._writer.transport
+        writes: list[bytes] = []
+        write = transport.write
+        outbox = Outbox(sio)
+
+        def counted(data: bytes) -> None:  # observes the writes; each still happens
+            writes.append(bytes(data))
+            write(data)
+
+        transport.write = counted
+        try:
+            assert outbox.post("e", 1, ROOM) == 1
+            assert outbox.post("e", 2, ROOM) == 1
+            assert writes == []  # corked until the turn ends
+            # As engineio's send() queues a packet: the writer is woken.
+            socket.queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, data='2["e","queued"]'))
+            assert outbox.post("e", 3, ROOM) == 1  # behind it, on the queue
+            await eventually(lambda: len(received) == 4, 10, "four events")
+        finally:
+            transport.write = write
+        assert received == [1, 2, "queued", 3]
+        assert writes[0].count(b"\x81") == 2 and b'["e",1]' in writes[0] \
+            and writes[0].endswith(b'["e",2]')
+        assert outbox.direct == 2
+
+
 async def test_polling_clients_get_broadcasts_through_their_queue() -> None:
     async with serving() as (sio, url), client(url, "polling") as (_, received):
         outbox = Outbox(sio)

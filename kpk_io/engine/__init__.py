@@ -12,7 +12,8 @@ anything this package relies on. Each module states its part of the contract:
   `_handle_event` and `_send_packet`, engineio's `sockets` and `_async` maps, and
   `AsyncSocket.close` and its `queue`, for closing and dropping connections;
 - kpk_io/engine/frames.py: engineio's aiohttp WebSocket driver (`WebSocketDriver`) and
-  aiohttp's WebSocket writer, for compression and the Outbox's direct writes;
+  aiohttp's WebSocket writer, for compression and the Outbox's direct writes (corked: the
+  frames of one loop turn go to each transport in one write);
 - kpk_io/engine/sockets.py: lighter Engine.IO sockets (`Engine`, `LeanSocket`,
   `SendQueue`): a WebSocket read in aiohttp's handler task and a writer that awaits its
   queue, with no task or timer per message, and every socket's PINGs from one clock;

@@ -1,11 +1,14 @@
 """WebSocket frames written by kpk-io: engineio's aiohttp driver with kpk-io's compression
-(`WebSocketDriver`), and the Outbox's direct writes to an idle WebSocket (`Message`).
+(`WebSocketDriver`), and the Outbox's direct writes to an idle WebSocket (`Message`), corked
+per loop turn (`Cork`: one write per transport for all the frames of a turn).
 
 Relies on: engineio's `async_drivers.aiohttp.WebSocket` (its `__call__`, `_sock`, `server`,
 `handler` and `send`); aiohttp's `WebSocketResponse._writer` (`_write_websocket_frame`,
 `_output_size`, `_limit`, `protocol._paused`, `protocol._drain_helper`, `transport`); an
 `AsyncSocket`'s `queue` (an unbounded `asyncio.Queue` of `engineio.packet.Packet`s that the
-socket's writer sends in order; its `_queue` and `_getters`), `upgraded` and `upgrading`.
+socket's writer sends in order; its `_queue` and `_getters`), `upgraded` and `upgrading`;
+and asyncio running `call_soon` callbacks in the order they were scheduled (the Cork's flush
+runs before the wake-up of a writer woken after it).
 """
 
 import asyncio
@@ -104,6 +107,44 @@ def text_frame(payload: bytes) -> bytes:
     return struct.pack("!BBQ", 0x81, 127, size) + payload
 
 
+class Cork:
+    """Frames written directly in one turn of the event loop, sent at the start of the next:
+    one write (one `send` system call) per transport for all the frames it got in the turn.
+
+    A burst of commits reaches each member as several updates and an ack in the same turn
+    (the feed reads every message Redis has sent before it yields, and a batch of commits is
+    answered at once); written one by one, each is a system call of its own. Frames are
+    corked only for a socket whose writer is parked on its empty queue (`write_now`), and a
+    packet queued for it after that wakes the writer in a later callback than the flush,
+    which was scheduled by the turn's first corked frame: the socket's order is kept."""
+
+    def __init__(self) -> None:
+        self._pending: dict[Any, list[bytes]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def write(self, transport: Any, frame: bytes) -> None:
+        frames = self._pending.get(transport)
+        if frames is not None:
+            frames.append(frame)
+            return
+        if self._pending and self._loop is not None and self._loop.is_closed():
+            self.flush()  # left by a loop that stopped before its flush ran
+        if not self._pending:
+            self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self.flush)
+        self._pending[transport] = [frame]
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for transport, frames in pending.items():
+            if transport.is_closing():
+                continue
+            try:
+                transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+            except Exception:  # one transport's trouble is its own: it is closed for it
+                continue
+
+
 def write_now(socket: Any, queue: asyncio.Queue[Any], message: "Message", cap: int) -> bool:
     """Write `message` straight to the socket's WebSocket when that keeps the socket's packet
     order and leaves at most `cap` bytes buffered for it; False when the caller must decide
@@ -126,8 +167,17 @@ def write_now(socket: Any, queue: asyncio.Queue[Any], message: "Message", cap: i
     transport = writer.transport
     if transport is None or transport.is_closing() or transport.get_write_buffer_size() > cap:
         return False
-    transport.write(message.frame)
+    write_frame(socket, transport, message.frame)
     return True
+
+
+def write_frame(socket: Any, transport: Any, frame: bytes) -> None:
+    """Write a frame to an idle socket's transport, through its engine's Cork."""
+    cork = getattr(socket.server, "cork", None)
+    if cork is None:
+        transport.write(frame)
+    else:
+        cork.write(transport, frame)
 
 
 def idle_transport(socket: Any, queue: asyncio.Queue[Any], size: int) -> Any:

@@ -25,7 +25,7 @@ from typing import Any
 import socketio
 from socketio import packet as sio_packet
 
-from kpk_io.engine.frames import Message, buffered, idle_transport, write_now
+from kpk_io.engine.frames import Message, buffered, idle_transport, write_frame, write_now
 from kpk_io.engine.packets import NAMESPACE
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class Outbox:
             return True
         transport = idle_transport(socket, queue, len(message.text))
         if transport is not None:
-            transport.write(message.frame)
+            write_frame(socket, transport, message.frame)
             self.direct += 1
         else:
             queue.put_nowait(message.packet)

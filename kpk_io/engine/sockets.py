@@ -44,6 +44,8 @@ from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.async_socket import AsyncSocket
 
+from kpk_io.engine.frames import Cork
+
 log = logging.getLogger(__name__)
 
 TICK = 0.1  # seconds: PINGs go out up to this much later than `ping_interval`
@@ -207,6 +209,7 @@ class Engine(engineio.AsyncServer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pings = PingClock(self)
+        self.cork = Cork()  # direct writes of one loop turn, one per transport
 
     def create_queue(self, *args: Any, **kwargs: Any) -> asyncio.Queue[Any]:
         return SendQueue(*args, **kwargs)
