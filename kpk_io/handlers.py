@@ -106,34 +106,38 @@ class Handlers:
     def _answering(
         self, event: Event, body: Handler, bucket: Bucket
     ) -> Callable[..., Awaitable[Ack]]:
+        """The handler of `event`: refusals first (draining, closed, rate-limited), then the
+        connection's turn, then `body`, whose failures become error acks; every request is
+        counted. (One coroutine, not one per step: it runs for every request.)"""
         metrics = self._metrics
+        connections = self._connections
+        counted_update = event == Event.UPDATE
 
         @wraps(body)
         async def handler(sid: str, *args: object) -> Ack:
-            started, code = time.perf_counter(), "internal"  # if it raised past _answer
+            started, code = time.perf_counter(), "internal"  # if it raised past the except
             try:
-                ack = await self._run(event, body, bucket, sid, args[0] if args else None)
+                connection = connections.get(sid)
+                if self._draining:
+                    ack = _error(ErrorCode.UNAVAILABLE, "the server is shutting down")
+                elif connection is None:  # the connection closed while this event waited
+                    ack = _error(ErrorCode.UNAVAILABLE, "the connection is closing")
+                else:
+                    # Taken on arrival, before queueing for the turn: a flood is refused at once.
+                    ack = _rate_limited(bucket(connection)) or await self._in_turn(
+                        event, body, connection, sid, args[0] if args else None)
                 code = outcome_of(ack)
             finally:
                 metrics.answered(event, code, time.perf_counter() - started)
-            if event == Event.UPDATE:
+            if counted_update:
                 metrics.count_update(ack)
             return ack
 
         return handler
 
-    async def _run(
-        self, event: Event, body: Handler, bucket: Bucket, sid: str, data: object
+    async def _in_turn(
+        self, event: Event, body: Handler, connection: Connection, sid: str, data: object
     ) -> Ack:
-        connection = self._connections.get(sid)
-        if self._draining:
-            return _error(ErrorCode.UNAVAILABLE, "the server is shutting down")
-        if connection is None:  # the connection closed while this event waited to run
-            return _error(ErrorCode.UNAVAILABLE, "the connection is closing")
-        # Taken on arrival, before queueing for the lock, so a flood is refused at once.
-        limited = _rate_limited(bucket(connection))
-        if limited is not None:
-            return limited
         self._in_flight += 1
         self._idle.clear()
         try:
@@ -142,27 +146,25 @@ class Handlers:
                     return _error(ErrorCode.UNAVAILABLE, "the connection is closing")
                 room = data.get("room") if isinstance(data, dict) else None
                 with bind_request(sid, room if isinstance(room, str) else None):
-                    return await self._answer(event, body, sid, data)
+                    try:
+                        return await body(sid, data)
+                    except ProtocolError as exc:
+                        log.info("%s refused: %s %s", event, exc.code, exc.message)
+                        return exc.to_ack()
+                    except StoreUnavailable as exc:
+                        # An outage, not a bug: clients retry with backoff, /readyz and the
+                        # kpk_io_store_up gauge report it.
+                        log.warning("%s refused, store unavailable: %s", event, exc)
+                        self._metrics.store_up.set(0)
+                        return _error(ErrorCode.UNAVAILABLE,
+                                      _UNREACHABLE.get(event, _UNREACHABLE[""]))
+                    except Exception:
+                        log.exception("%s failed", event)
+                        return _error(ErrorCode.INTERNAL, "internal error")
         finally:
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
-
-    async def _answer(self, event: str, body: Handler, sid: str, data: object) -> Ack:
-        try:
-            return await body(sid, data)
-        except ProtocolError as exc:
-            log.info("%s refused: %s %s", event, exc.code, exc.message)
-            return exc.to_ack()
-        except StoreUnavailable as exc:
-            # An outage, not a bug: clients retry with backoff, /readyz and the
-            # kpk_io_store_up gauge report it.
-            log.warning("%s refused, store unavailable: %s", event, exc)
-            self._metrics.store_up.set(0)
-            return _error(ErrorCode.UNAVAILABLE, _UNREACHABLE.get(event, _UNREACHABLE[""]))
-        except Exception:
-            log.exception("%s failed", event)
-            return _error(ErrorCode.INTERNAL, "internal error")
 
     async def _join(self, sid: str, data: object) -> Ack:
         room = parse_room_request(data)

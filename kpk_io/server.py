@@ -140,12 +140,12 @@ def build_server(
     # `connect_error` has no handler here, so a client's event of that name reaches `*`.
     sio.on("connect", _lifecycle(sio, "connect", handlers.connect, handlers.unknown))
     sio.on("disconnect", _lifecycle(sio, "disconnect", handlers.disconnect, handlers.unknown))
-    sio.on(Event.JOIN.value, handlers.join)
-    sio.on(Event.LEAVE.value, handlers.leave)
-    sio.on(Event.UPDATE.value, handlers.update)
-    sio.on(Event.SYNC.value, handlers.sync)
-    sio.on(Event.PRESENCE.value, handlers.presence)
-    sio.on(Event.SIGNAL.value, handlers.signal)
+    sio.on_request(Event.JOIN.value, handlers.join)
+    sio.on_request(Event.LEAVE.value, handlers.leave)
+    sio.on_request(Event.UPDATE.value, handlers.update)
+    sio.on_request(Event.SYNC.value, handlers.sync)
+    sio.on_request(Event.PRESENCE.value, handlers.presence)
+    sio.on_request(Event.SIGNAL.value, handlers.signal)
     sio.on(CATCH_ALL, handlers.unknown)
     return sio, hub, handlers, roster
 

@@ -19,6 +19,7 @@ from engineio.async_drivers import aiohttp as eio_aiohttp
 from engineio.async_server import AsyncServer as EngineServer
 from engineio.async_socket import AsyncSocket
 from engineio.base_socket import BaseSocket
+from socketio import async_admin
 from socketio import packet as sio_packet
 from socketio.async_pubsub_manager import AsyncPubSubManager
 
@@ -321,3 +322,54 @@ def test_events_start_their_handler_as_python_socketio_does() -> None:
     assert "namespace, id)" in source
     assert list(inspect.signature(socketio.AsyncServer._handle_event_internal).parameters) == [
         "self", "server", "sid", "eio_sid", "data", "namespace", "id"]
+
+
+def test_request_handlers_are_answered_as_python_socketio_answers_events() -> None:
+    """Server._answer_request repeats _handle_event_internal for an on_request handler: the
+    handler called as handler(sid, *data[1:]) (what _trigger_event does for a handler of
+    the namespace), its result sent as the ACK's data (None as [], a tuple as its items);
+    and the admin view's instrumentation replaces _trigger_event on the instance, which
+    turns the direct dispatch off."""
+    internal = inspect.getsource(socketio.AsyncServer._handle_event_internal)
+    assert "await server._trigger_event(data[0], namespace, sid, *data[1:])" in internal
+    assert "if r is None:" in internal and "elif isinstance(r, tuple):" in internal
+    trigger = inspect.getsource(socketio.AsyncServer._trigger_event)
+    assert "ret = await handler(*args)" in trigger
+    admin = inspect.getsource(async_admin.InstrumentedAsyncServer.instrument)
+    assert "self.sio._trigger_event = self._trigger_event" in admin
+
+
+async def test_request_handlers_answer_directly_unless_trigger_event_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with serving() as (sio, url), client(url, "websocket") as (me, _):
+        async def echo(sid: str, *data: Any) -> Any:
+            return data[0] if len(data) == 1 else data or None
+
+        sio.on_request("echo", echo)
+        dispatched: list[str] = []
+        library_trigger = socketio.AsyncServer._trigger_event
+
+        async def observed(self: Any, event: str, *args: Any) -> Any:
+            dispatched.append(event)
+            return await library_trigger(self, event, *args)
+
+        monkeypatch.setattr(socketio.AsyncServer, "_trigger_event", observed)
+        assert await me.call("echo", {"a": 1}, timeout=10) == {"a": 1}
+        assert await me.call("echo", (1, 2), timeout=10) == (1, 2)
+        assert await me.call("echo", timeout=10) is None
+        assert dispatched == []  # answered directly
+        monkeypatch.undo()
+        seen: list[str] = []
+        trigger = sio._trigger_event
+
+        async def instrumented(event: str, namespace: str, *args: Any) -> Any:
+            seen.append(event)
+            return await trigger(event, namespace, *args)
+
+        sio._trigger_event = instrumented  # as the admin view's instrument() does
+        try:
+            assert await me.call("echo", "through it", timeout=10) == "through it"
+        finally:
+            del sio._trigger_event
+        assert seen == ["echo"]
