@@ -33,7 +33,7 @@ from kpk_io.engine import (
     WebSocketDriver,
     drop_transport,
 )
-from kpk_io.engine.frames import Message
+from kpk_io.engine.frames import ENVIRON_KEPT, Message
 from tests.polling import eventually
 from tests.processes import free_port
 
@@ -373,3 +373,17 @@ async def test_request_handlers_answer_directly_unless_trigger_event_is_replaced
         finally:
             del sio._trigger_event
         assert seen == ["echo"]
+
+
+async def test_an_open_websockets_environ_keeps_only_what_is_read_later() -> None:
+    """frames.slim_environ, run once the WebSocket is open: engineio reads the environ
+    until then (origin, query, upgrade header) and returns the WebSocket response without
+    reading it again; python-socketio's map holds the same dict."""
+    source = inspect.getsource(EngineServer.handle_request)
+    assert "if not isinstance(r, dict):\n            return r" in source
+    async with serving() as (sio, url), client(url, "websocket") as (_, _received):
+        [eio_sid] = list(sio.eio.sockets)
+        environ = sio.environ[eio_sid]
+        assert set(environ) <= ENVIRON_KEPT
+        assert {"aiohttp.request", "PATH_INFO", "QUERY_STRING"} <= set(environ)
+        assert sio.eio.sockets[eio_sid]._kpk_ws.environ is environ
