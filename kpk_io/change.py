@@ -52,6 +52,11 @@ class Change:
     unset: tuple[str, ...] = ()
     replace: bool = False
     text: Mapping[str, str] = field(default_factory=dict)
+    # `set`'s values as encode_json() writes them, when the maker of the change has them
+    # (the update parser measures them): see with_encoded(). Not an argument, so that
+    # dataclasses.replace(), which makes a change with other values, never copies it.
+    encoded: Mapping[str, str] | None = field(default=None, init=False, repr=False,
+                                              compare=False)
 
     def apply_to(self, state: State) -> None:
         if self.replace:
@@ -59,6 +64,12 @@ class Change:
         for name in self.unset:
             state.pop(name, None)
         state.update(self.set)
+
+
+def with_encoded(change: Change, encoded: Mapping[str, str]) -> Change:
+    """`change`, carrying `encoded`: encode_json() of each of its `set` values, in order."""
+    object.__setattr__(change, "encoded", encoded)  # a frozen dataclass's own way
+    return change
 
 
 @dataclass(frozen=True)

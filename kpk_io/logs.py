@@ -6,31 +6,31 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-_sid: ContextVar[str | None] = ContextVar("kpk_io_sid", default=None)
-_room: ContextVar[str | None] = ContextVar("kpk_io_room", default=None)
+# (sid, room) of the request being handled: one variable, so that binding a request is one
+# set and one reset (every request binds one).
+_request: ContextVar[tuple[str | None, str | None]] = ContextVar(
+    "kpk_io_request", default=(None, None))
 
 
 class bind_request:  # noqa: N801 - used as a function: `with bind_request(sid, room):`
     """Tag the log lines written inside the block with `sid` and `room`. (A class rather
     than a contextmanager generator: every request enters one.)"""
 
-    __slots__ = ("_room", "_room_token", "_sid", "_sid_token")
+    __slots__ = ("_bound", "_token")
 
     def __init__(self, sid: str | None, room: str | None) -> None:
-        self._sid, self._room = sid, room
+        self._bound = (sid, room)
 
     def __enter__(self) -> None:
-        self._sid_token, self._room_token = _sid.set(self._sid), _room.set(self._room)
+        self._token = _request.set(self._bound)
 
     def __exit__(self, *exc: object) -> None:
-        _sid.reset(self._sid_token)
-        _room.reset(self._room_token)
+        _request.reset(self._token)
 
 
 class _RequestFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.sid = _sid.get()
-        record.room = _room.get()
+        record.sid, record.room = _request.get()
         return True
 
 

@@ -5,7 +5,7 @@ the store. docs/protocol.md describes the same rules."""
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kpk_io.change import JSON, Change, encode_json
+from kpk_io.change import JSON, Change, encode_json, with_encoded
 from kpk_io.limits import Limits, field_bytes
 from kpk_io.protocol import (
     MAX_ID_LENGTH,
@@ -37,7 +37,7 @@ def parse_update(data: object, limits: Limits) -> UpdateRequest:
     fields = _set_fields(body.get("set", {}), limits)
     unset = _unset_fields(body.get("unset", []), limits)
     texts = _text_edits(body.get("text", {}), limits)
-    _check_size({**fields, **texts}, unset, limits)
+    encoded = _check_size({**fields, **texts}, unset, limits)
     replace = body.get("replace", False)
     if not isinstance(replace, bool):
         raise _invalid_update("replace must be true or false")
@@ -56,6 +56,8 @@ def parse_update(data: object, limits: Limits) -> UpdateRequest:
     if change_id is not None and not is_unicode(change_id):
         raise _invalid_update("id must be valid Unicode")
     change = Change(fields, tuple(unset), replace, texts)
+    if not texts:  # then `encoded` is the set values' text, which the store writes
+        with_encoded(change, encoded)
     return UpdateRequest(room, change, base_rev, change_id)
 
 
@@ -98,16 +100,21 @@ def _check_name(name: str, limits: Limits) -> None:
         raise _invalid_update("field names must be valid Unicode")
 
 
-def _check_size(fields: Mapping[str, JSON], unset: list[str], limits: Limits) -> None:
+def _check_size(
+    fields: Mapping[str, JSON], unset: list[str], limits: Limits
+) -> dict[str, str]:
     """Refuse an update no room could take: more fields than a room may hold, or set values
-    larger than one update may carry. The room's own totals are checked by the store."""
+    larger than one update may carry; return each value's JSON text, as measured. The
+    room's own totals are checked by the store."""
     if len(fields) + len(unset) > limits.fields:
         message = f"an update names at most {limits.fields} fields (a room's limit)"
         raise ProtocolError(ErrorCode.TOO_LARGE, message)
-    size = sum(field_bytes(name, encode_json(value)) for name, value in fields.items())
+    encoded = {name: encode_json(value) for name, value in fields.items()}
+    size = sum(field_bytes(name, text) for name, text in encoded.items())
     if size > limits.update_bytes:
         message = f"the fields set are {size} bytes encoded; at most {limits.update_bytes}"
         raise ProtocolError(ErrorCode.TOO_LARGE, message)
+    return encoded
 
 
 def _invalid_update(message: str) -> ProtocolError:

@@ -13,8 +13,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from kpk_io.change import Change, CommittedChange
-from kpk_io.limits import Limits
+from kpk_io.change import Change, CommittedChange, encode_json
+from kpk_io.limits import DEFAULT_LIMITS, Limits
 from kpk_io.store import redis_commit
 from kpk_io.store.base import (
     Conflict,
@@ -39,6 +39,7 @@ from kpk_io.store.redis_log import (
     parse_entry,
     parse_message,
 )
+from kpk_io.update_request import parse_update
 from tests.polling import eventually, eventually_async
 from tests.processes import RedisServer
 
@@ -657,3 +658,20 @@ def test_the_commit_script_names_its_arguments_as_commit_args_orders_them() -> N
     assert int(found.group(2)) == len(names)
     assert f"local first_set = {len(names) + 1}" in script
     assert TAG_PATTERN_LUA in script
+
+
+def test_a_parsed_updates_values_are_encoded_once_for_the_store() -> None:
+    """parse_update measures each set value as JSON text and hands the text on with the
+    change (Change.encoded): the store writes that text. A change made from it with other
+    values (dataclasses.replace, as a text merge does) does not carry it; nor does an
+    update with text edits, whose values the merge may change."""
+    values = {"a": [1, {"b": "é"}], "n": 1.5, "t": "x", "z": None}
+    request = parse_update({"room": "r", "set": values}, DEFAULT_LIMITS)
+    expected = [(name, encode_json(value)) for name, value in values.items()]
+    assert request.change.encoded is not None
+    assert encoded_fields(request.change) == expected
+    other = dataclasses.replace(request.change, set={"a": 2})
+    assert other.encoded is None and encoded_fields(other) == [("a", "2")]
+    assert other == dataclasses.replace(other)  # the cache is no part of a change's value
+    edit = parse_update({"room": "r", "set": {"a": 1}, "text": {"b": "AAA="}}, DEFAULT_LIMITS)
+    assert edit.change.encoded is None

@@ -36,7 +36,9 @@ def entry_head(rev: int, tag: str, prev: str) -> str:
 
 def encoded_fields(change: Change) -> list[tuple[str, str]]:
     """The change's fields with their values as JSON text: what the script stores in the
-    room's hash, and what entry_body() writes."""
+    room's hash, and what entry_body() writes (already made by the update parser, mostly)."""
+    if change.encoded is not None:
+        return list(change.encoded.items())
     return [(name, encode_json(value)) for name, value in change.set.items()]
 
 
