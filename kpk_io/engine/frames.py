@@ -138,28 +138,28 @@ class Cork:
     which was scheduled by the turn's first corked frame: the socket's order is kept."""
 
     def __init__(self) -> None:
-        self._pending: dict[Any, list[bytes]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # transport -> its frame, or its frames once it has several (most get one a turn)
+        self._pending: dict[Any, bytes | list[bytes]] = {}
 
     def write(self, transport: Any, frame: bytes) -> None:
-        frames = self._pending.get(transport)
-        if frames is not None:
-            frames.append(frame)
-            return
-        if self._pending and self._loop is not None and self._loop.is_closed():
-            self.flush()  # left by a loop that stopped before its flush ran
-        if not self._pending:
-            self._loop = asyncio.get_running_loop()
-            self._loop.call_soon(self.flush)
-        self._pending[transport] = [frame]
+        pending = self._pending
+        queued = pending.get(transport)
+        if queued is None:
+            if not pending:
+                asyncio.get_running_loop().call_soon(self.flush)
+            pending[transport] = frame
+        elif isinstance(queued, bytes):
+            pending[transport] = [queued, frame]
+        else:
+            queued.append(frame)
 
     def flush(self) -> None:
         pending, self._pending = self._pending, {}
-        for transport, frames in pending.items():
+        for transport, queued in pending.items():
             if transport.is_closing():
                 continue
             try:
-                transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+                transport.write(queued if isinstance(queued, bytes) else b"".join(queued))
             except Exception:  # one transport's trouble is its own: it is closed for it
                 continue
 
