@@ -214,6 +214,11 @@ def test_the_websocket_driver_is_engineios_with_the_internals_it_uses() -> None:
     assert "self._output_size > self._limit" in inspect.getsource(WebSocketWriter.send_frame)
     assert hasattr(asyncio.Queue(), "_getters")
     assert "ws.send(pkt.encode())" in inspect.getsource(AsyncSocket._websocket_handler)
+    # write_now reads the writer's protocol and transport as they were when the WebSocket
+    # opened: aiohttp sets the response's writer once, in prepare, and keeps it.
+    response_source = inspect.getsource(web.WebSocketResponse)
+    assert response_source.count("self._writer = ") == 1  # a class default of None, then this
+    assert "self._writer = writer" in response_source
 
 
 @pytest.mark.parametrize("compression", [0, 64])
@@ -224,6 +229,8 @@ async def test_broadcasts_to_idle_websockets_are_written_directly_in_order(
         [socket] = sio.eio.sockets.values()
         # python-socketio's client offers no permessage-deflate; with it off, none is taken.
         assert not compression or not socket._kpk_ws._sock.compress
+        writer = socket._kpk_ws._sock._writer
+        assert socket._kpk_direct == (writer.protocol, writer.transport, 1 << 62, sio.eio.cork)
         outbox = Outbox(sio)
         sizes = [1, 120, 200, 70_000, 3]  # frames of every length encoding, some compressed
         for number, size in enumerate(sizes):

@@ -3,8 +3,9 @@
 per loop turn (`Cork`: one write per transport for all the frames of a turn).
 
 Relies on: engineio's `async_drivers.aiohttp.WebSocket` (its `__call__`, `_sock`, `server`,
-`handler` and `send`); aiohttp's `WebSocketResponse._writer` (`_write_websocket_frame`,
-`_output_size`, `_limit`, `protocol._paused`, `protocol._drain_helper`, `transport`); an
+`handler` and `send`); aiohttp's `WebSocketResponse._writer`, set once by `prepare` (its
+`_write_websocket_frame`, `_output_size`, `_limit`, `protocol._paused`,
+`protocol._drain_helper`, `transport`); an
 `AsyncSocket`'s `queue` (an unbounded `asyncio.Queue` of `engineio.packet.Packet`s that the
 socket's writer sends in order; its `_queue` and `_getters`), `upgraded` and `upgrading`;
 and asyncio running `call_soon` callbacks in the order they were scheduled (the Cork's flush
@@ -19,6 +20,8 @@ from aiohttp import WSMsgType, web
 from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as eio_aiohttp
 from engineio.async_socket import AsyncSocket
+
+_NEVER = 1 << 62  # a message length no message reaches
 
 
 class WebSocketDriver(eio_aiohttp.WebSocket):  # type: ignore[misc]
@@ -41,8 +44,14 @@ class WebSocketDriver(eio_aiohttp.WebSocket):  # type: ignore[misc]
         slim_environ(environ)
         self.environ = environ
         socket = getattr(self.handler, "__self__", None)
-        if isinstance(socket, AsyncSocket):
+        writer = self._sock._writer
+        if isinstance(socket, AsyncSocket) and writer is not None:
             socket._kpk_ws = self
+            # What write_now() reads for every frame, looked up once: aiohttp makes the
+            # response's writer in prepare() and keeps it, and its protocol and transport.
+            compress_above = self.compress_above if self._sock.compress else _NEVER
+            socket._kpk_direct = (writer.protocol, writer.transport, compress_above,
+                                  getattr(socket.server, "cork", None))
         await self.handler(self)
         return self._sock
 
@@ -168,25 +177,24 @@ def write_now(socket: Any, queue: asyncio.Queue[Any], message: "Message", cap: i
     """Write `message` straight to the socket's WebSocket when that keeps the socket's packet
     order and leaves at most `cap` bytes buffered for it; False when the caller must decide
     (queue it, or hold it back). The common case of a broadcast, so written for speed: the
-    same checks as idle_transport() and buffered(), on a socket with nothing queued."""
-    driver = socket.__dict__.get("_kpk_ws")
-    if driver is None or queue._queue or not socket.upgraded or socket.upgrading:  # type: ignore[attr-defined]
+    same checks as idle_transport() and buffered(), on a socket with nothing queued, with
+    what they read of aiohttp's writer looked up when the WebSocket opened (`_kpk_direct`)."""
+    direct = socket.__dict__.get("_kpk_direct")
+    if direct is None or queue._queue or not socket.upgraded or socket.upgrading:  # type: ignore[attr-defined]
         return False
     for waiter in queue._getters:  # type: ignore[attr-defined]
         if not waiter.done():
             break
     else:
         return False  # the writer is busy with a batch it took
-    response = driver._sock
-    writer = response._writer
-    if writer is None or writer.protocol._paused:
+    protocol, transport, compress_above, cork = direct
+    if protocol._paused or len(message.text) > compress_above or transport.is_closing() or \
+            transport.get_write_buffer_size() > cap:
         return False
-    if response.compress and len(message.text) > driver.compress_above:
-        return False
-    transport = writer.transport
-    if transport is None or transport.is_closing() or transport.get_write_buffer_size() > cap:
-        return False
-    write_frame(socket, transport, message.frame)
+    if cork is None:
+        transport.write(message.frame)
+    else:
+        cork.write(transport, message.frame)
     return True
 
 
