@@ -675,3 +675,34 @@ def test_a_parsed_updates_values_are_encoded_once_for_the_store() -> None:
     assert other == dataclasses.replace(other)  # the cache is no part of a change's value
     edit = parse_update({"room": "r", "set": {"a": 1}, "text": {"b": "AAA="}}, DEFAULT_LIMITS)
     assert edit.change.encoded is None
+
+
+async def test_commits_keep_their_connection_and_replace_it_once_closed(
+    own_redis: RedisServer, key_prefix: str
+) -> None:
+    """The commit batch keeps the last batch's connection for the next batch (no pool
+    checkout per batch); once Redis has closed it, the next commit still succeeds, on a
+    connection made again (the pool's own check, or the store's retry)."""
+    store = RedisStateStore(own_redis.url, prefix=key_prefix, history=5)
+    admin = aioredis.from_url(own_redis.url)
+    try:
+        await commit(store, Change({"a": 1}))
+        kept = store._commit._parked
+        assert kept is not None and kept.is_connected
+        await commit(store, Change({"a": 2}))
+        assert store._commit._parked is kept
+        own_id = await admin.client_id()
+        for client in await admin.client_list():
+            if int(client["id"]) != own_id:
+                await admin.client_kill_filter(_id=client["id"])
+
+        async def closed() -> bool:
+            return bool(await kept.can_read())  # the EOF is read: it is not clean
+
+        await eventually_async(closed, True, timeout=10)
+        assert (await commit(store, Change({"a": 3}))).rev == 3
+        parked = store._commit._parked
+        assert parked is not None and parked.is_connected and not await parked.can_read()
+    finally:
+        await admin.aclose()
+        await store.close()

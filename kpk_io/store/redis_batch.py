@@ -6,8 +6,10 @@ round trip on one connection, and their replies come back in order. Each call st
 own reply or error, so one refused commit costs the others nothing; a call whose script Redis
 no longer has (it restarted) is run again alone, which loads it.
 
-A batch is written and read on one pooled connection through redis-py's connection API
-(`send_packed_command`, `read_response`), its commands packed by hiredis when it is installed
+A batch is written and read on one pooled connection (the last batch's, kept while it is
+clean) through redis-py's connection API (`send_packed_command`, `read_response`, and
+`is_connected` and `can_read` for the pool's own check), its commands packed
+by hiredis when it is installed
 (the `speed` extra): redis-py's Pipeline packs every argument in Python and wraps each batch
 in retry and observability layers that a commit, retried by the store itself with its dedupe
 key, does not use. That was a tenth of the server's CPU in the many-rooms benchmark.
@@ -37,6 +39,11 @@ class ScriptBatch:
         self._script = script
         self._pending: list[_Call] = []
         self._running: set[asyncio.Task[None]] = set()
+        # The connection of the last batch, kept for the next one rather than returned to
+        # the pool: a pool checkout and release (its condition, lock, timer and health
+        # check) cost as much as packing a small batch. The pool still counts it as in use,
+        # and closing the client's pool closes it.
+        self._parked: Any = None
 
     async def __call__(self, *, keys: list[str], args: list[str | int]) -> Any:
         loop = asyncio.get_running_loop()
@@ -78,7 +85,8 @@ class ScriptBatch:
     async def _send(self, batch: list[_Call]) -> list[Any]:
         """Every call's reply, or the ResponseError Redis answered it with, in order."""
         pool = self._redis.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        connection = await self._connection(pool)
+        kept = False
         try:
             commands = [("EVALSHA", self._script.sha, len(keys), *keys, *args)
                         for keys, args, _ in batch]
@@ -92,6 +100,8 @@ class ScriptBatch:
                         replies.append(await connection.read_response(timeout=math.inf))
                     except ResponseError as exc:  # read whole: the next reply follows it
                         replies.append(exc)
+            if self._parked is None:  # every reply read: clean for the next batch
+                self._parked, kept = connection, True
             return replies
         except TimeoutError as exc:  # asyncio's: redis-py's own, which the store retries
             await connection.disconnect()
@@ -101,7 +111,26 @@ class ScriptBatch:
             await connection.disconnect()  # replies may be left unread on it
             raise
         finally:
+            if not kept:
+                await pool.release(connection)
+
+    async def _connection(self, pool: Any) -> Any:
+        """The parked connection when it is still clean (connected, nothing unread: the
+        pool's own check), else one from the pool."""
+        connection, self._parked = self._parked, None
+        if connection is not None:
+            if await _clean(connection):
+                return connection
+            await connection.disconnect()
             await pool.release(connection)
+        return await pool.get_connection()
+
+
+async def _clean(connection: Any) -> bool:
+    try:
+        return bool(connection.is_connected) and not await connection.can_read()
+    except Exception:  # one that fails the check is replaced, as the pool would replace it
+        return False
 
 
 def _pack(connection: Any, commands: Sequence[tuple[Any, ...]]) -> bytes | list[bytes]:
