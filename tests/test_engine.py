@@ -219,6 +219,8 @@ def test_the_websocket_driver_is_engineios_with_the_internals_it_uses() -> None:
     response_source = inspect.getsource(web.WebSocketResponse)
     assert response_source.count("self._writer = ") == 1  # a class default of None, then this
     assert "self._writer = writer" in response_source
+    # The Cork writes nothing after aiohttp's Close frame: its writer says so with _closing.
+    assert "self._closing = True" in inspect.getsource(WebSocketWriter.close)
 
 
 @pytest.mark.parametrize("compression", [0, 64])
@@ -230,7 +232,8 @@ async def test_broadcasts_to_idle_websockets_are_written_directly_in_order(
         # python-socketio's client offers no permessage-deflate; with it off, none is taken.
         assert not compression or not socket._kpk_ws._sock.compress
         writer = socket._kpk_ws._sock._writer
-        assert socket._kpk_direct == (writer.protocol, writer.transport, 1 << 62, sio.eio.cork)
+        assert socket._kpk_direct == (
+            writer, writer.protocol, writer.transport, 1 << 62, sio.eio.cork)
         outbox = Outbox(sio)
         sizes = [1, 120, 200, 70_000, 3]  # frames of every length encoding, some compressed
         for number, size in enumerate(sizes):
@@ -274,6 +277,37 @@ async def test_direct_writes_of_one_turn_are_one_write_per_transport_in_order() 
         assert writes[0].count(b"\x81") == 2 and b'["e",1]' in writes[0] \
             and writes[0].endswith(b'["e",2]')
         assert outbox.direct == 2
+
+
+async def test_corked_frames_never_follow_the_close_frame_and_a_big_turn_goes_early() -> None:
+    """What the Cork holds for a connection past 64 KB is written at once (a slow reader's
+    cap is overshot by no more); and once aiohttp has written its Close frame (it closes a
+    WebSocket itself on a protocol error), nothing corked before is written after it."""
+    async with serving() as (sio, url), client(url, "websocket") as (_, received):
+        [socket] = sio.eio.sockets.values()
+        writer = socket._kpk_ws._sock._writer
+        transport = writer.transport
+        writes: list[bytes] = []
+        write = transport.write
+
+        def counted(data: bytes) -> None:  # observes the writes; each still happens
+            writes.append(bytes(data))
+            write(data)
+
+        transport.write = counted
+        try:
+            outbox = Outbox(sio)
+            for number in range(3):
+                outbox.post("e", [number, "x" * 30_000], ROOM)
+            assert len(writes) == 1 and writes[0].count(b'["e",') == 3  # past 64 KB: at once
+            await eventually(lambda: len(received) == 3, 10, "three big events")
+            writes.clear()
+            outbox.post("e", "corked", ROOM)
+            await writer.close(1002)  # as aiohttp's receive() does on a protocol error
+            sio.eio.cork.flush()
+        finally:
+            transport.write = write
+        assert len(writes) == 1 and writes[0].startswith(b"\x88")  # the Close frame alone
 
 
 async def test_polling_clients_get_broadcasts_through_their_queue() -> None:

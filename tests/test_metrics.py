@@ -200,7 +200,7 @@ def test_lean_counters_and_histograms_expose_what_prometheus_clients_own_do() ->
 
 async def test_the_young_generation_is_collected_rarely_under_load(start_kpk: StartKpk) -> None:
     """kpk-io raises the cyclic collector's thresholds (kpk_io/service.py GC_THRESHOLDS):
-    with CPython's default (every 700 allocations), these requests alone run dozens of young
+    with CPython's default (every 700 allocations), these requests alone ran 16 young
     collections."""
     node = start_kpk("--rate-limit", "0")
     async with members(node.url) as [member]:

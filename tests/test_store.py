@@ -681,8 +681,8 @@ async def test_commits_keep_their_connection_and_replace_it_once_closed(
     own_redis: RedisServer, key_prefix: str
 ) -> None:
     """The commit batch keeps the last batch's connection for the next batch (no pool
-    checkout per batch); once Redis has closed it, the next commit still succeeds, on a
-    connection made again (the pool's own check, or the store's retry)."""
+    checkout per batch); one that Redis closed meanwhile is checked and made again before the
+    next batch uses it, as the pool would, and the next commit succeeds."""
     store = RedisStateStore(own_redis.url, prefix=key_prefix, history=5)
     admin = aioredis.from_url(own_redis.url)
     try:
@@ -700,9 +700,12 @@ async def test_commits_keep_their_connection_and_replace_it_once_closed(
             return bool(await kept.can_read())  # the EOF is read: it is not clean
 
         await eventually_async(closed, True, timeout=10)
+        # The next batch's connection is checked first and made again: not the closed one.
+        pool = store._writer.connection_pool
+        taken = await store._commit._connection(pool)
+        assert taken.is_connected and not await taken.can_read()
+        store._commit._parked = taken  # back where the batch keeps it
         assert (await commit(store, Change({"a": 3}))).rev == 3
-        parked = store._commit._parked
-        assert parked is not None and parked.is_connected and not await parked.can_read()
     finally:
         await admin.aclose()
         await store.close()

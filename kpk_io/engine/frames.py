@@ -5,7 +5,7 @@ per loop turn (`Cork`: one write per transport for all the frames of a turn).
 Relies on: engineio's `async_drivers.aiohttp.WebSocket` (its `__call__`, `_sock`, `server`,
 `handler` and `send`); aiohttp's `WebSocketResponse._writer`, set once by `prepare` (its
 `_write_websocket_frame`, `_output_size`, `_limit`, `protocol._paused`,
-`protocol._drain_helper`, `transport`); an
+`protocol._drain_helper`, `transport`, and `_closing`, set once its Close frame is out); an
 `AsyncSocket`'s `queue` (an unbounded `asyncio.Queue` of `engineio.packet.Packet`s that the
 socket's writer sends in order; its `_queue` and `_getters`), `upgraded` and `upgrading`;
 and asyncio running `call_soon` callbacks in the order they were scheduled (the Cork's flush
@@ -13,6 +13,7 @@ runs before the wake-up of a writer woken after it).
 """
 
 import asyncio
+import contextlib
 import struct
 from typing import Any
 
@@ -50,7 +51,7 @@ class WebSocketDriver(eio_aiohttp.WebSocket):  # type: ignore[misc]
             # What write_now() reads for every frame, looked up once: aiohttp makes the
             # response's writer in prepare() and keeps it, and its protocol and transport.
             compress_above = self.compress_above if self._sock.compress else _NEVER
-            socket._kpk_direct = (writer.protocol, writer.transport, compress_above,
+            socket._kpk_direct = (writer, writer.protocol, writer.transport, compress_above,
                                   getattr(socket.server, "cork", None))
         await self.handler(self)
         return self._sock
@@ -80,7 +81,7 @@ ENVIRON_KEPT = frozenset({
 def slim_environ(environ: dict[str, Any]) -> None:
     """Keep only ENVIRON_KEPT of an open WebSocket's environ, in place: engineio made it
     from every request header, and it lives as long as the connection (held by the request
-    handler's frames and python-socketio's `environ` map): 1.4 KB per idle connection."""
+    handler's frames and python-socketio's `environ` map): about 1.2 KB per idle connection."""
     kept = {name: environ[name] for name in ENVIRON_KEPT if name in environ}
     environ.clear()
     environ.update(kept)
@@ -135,42 +136,61 @@ def text_frame(payload: bytes) -> bytes:
     return struct.pack("!BBQ", 0x81, 127, size) + payload
 
 
+_CORKED_MAX = 64 * 1024  # bytes corked for one connection past which they are written at once
+
+
 class Cork:
-    """Frames written directly in one turn of the event loop, sent at the start of the next:
-    one write (one `send` system call) per transport for all the frames it got in the turn.
+    """Frames written directly in one turn of the event loop, sent together by one callback
+    scheduled with the turn's first frame (so after what the turn had queued before it):
+    one write (one `send` system call) per connection for all the frames it got in the turn.
 
     A burst of commits reaches each member as several updates and an ack in the same turn
     (the feed reads every message Redis has sent before it yields, and a batch of commits is
     answered at once); written one by one, each is a system call of its own. Frames are
     corked only for a socket whose writer is parked on its empty queue (`write_now`), and a
-    packet queued for it after that wakes the writer in a later callback than the flush,
-    which was scheduled by the turn's first corked frame: the socket's order is kept."""
+    packet queued for it after that wakes the writer in a later callback than the flush:
+    the socket's order is kept. Past _CORKED_MAX bytes for one connection, what is corked is
+    written at once (in order), so the cap on a slow reader's buffer (`write_now`'s `cap`,
+    which reads the transport's buffer) is overshot by at most that much. Nothing is written
+    after aiohttp has sent its Close frame (`_closing`): the peer must see nothing after it.
+    """
 
     def __init__(self) -> None:
-        # transport -> its frame, or its frames once it has several (most get one a turn)
-        self._pending: dict[Any, bytes | list[bytes]] = {}
+        # aiohttp's WebSocketWriter -> its frame, or its frames once it has several (most
+        # connections get one a turn)
+        self._pending: dict[Any, bytes | bytearray] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def write(self, transport: Any, frame: bytes) -> None:
+    def write(self, writer: Any, frame: bytes) -> None:
         pending = self._pending
-        queued = pending.get(transport)
+        queued = pending.get(writer)
         if queued is None:
-            if not pending:
-                asyncio.get_running_loop().call_soon(self.flush)
-            pending[transport] = frame
-        elif isinstance(queued, bytes):
-            pending[transport] = [queued, frame]
-        else:
-            queued.append(frame)
+            if not pending or (self._loop is not None and self._loop.is_closed()):
+                self._pending = pending = {}  # (a loop that stopped never ran its flush)
+                self._loop = asyncio.get_running_loop()
+                self._loop.call_soon(self.flush)
+            pending[writer] = frame
+            return
+        if isinstance(queued, bytes):
+            queued = pending[writer] = bytearray(queued)
+        queued += frame
+        if len(queued) > _CORKED_MAX:
+            del pending[writer]
+            _send(writer, queued)
 
     def flush(self) -> None:
         pending, self._pending = self._pending, {}
-        for transport, queued in pending.items():
-            if transport.is_closing():
-                continue
-            try:
-                transport.write(queued if isinstance(queued, bytes) else b"".join(queued))
-            except Exception:  # one transport's trouble is its own: it is closed for it
-                continue
+        for writer, queued in pending.items():
+            _send(writer, queued)
+
+
+def _send(writer: Any, data: bytes | bytearray) -> None:
+    transport = writer.transport
+    if writer._closing or transport is None or transport.is_closing():
+        return  # its Close frame is out (nothing may follow it), or it is gone
+    # The transport reports its own failure (connection_lost); the others still get theirs.
+    with contextlib.suppress(Exception):
+        transport.write(data if isinstance(data, bytes) else bytes(data))
 
 
 def write_now(socket: Any, queue: asyncio.Queue[Any], message: "Message", cap: int) -> bool:
@@ -187,24 +207,25 @@ def write_now(socket: Any, queue: asyncio.Queue[Any], message: "Message", cap: i
             break
     else:
         return False  # the writer is busy with a batch it took
-    protocol, transport, compress_above, cork = direct
-    if protocol._paused or len(message.text) > compress_above or transport.is_closing() or \
-            transport.get_write_buffer_size() > cap:
+    writer, protocol, transport, compress_above, cork = direct
+    if writer._closing or protocol._paused or len(message.text) > compress_above or \
+            transport.is_closing() or transport.get_write_buffer_size() > cap:
         return False
     if cork is None:
         transport.write(message.frame)
     else:
-        cork.write(transport, message.frame)
+        cork.write(writer, message.frame)
     return True
 
 
 def write_frame(socket: Any, transport: Any, frame: bytes) -> None:
-    """Write a frame to an idle socket's transport, through its engine's Cork."""
-    cork = getattr(socket.server, "cork", None)
-    if cork is None:
+    """Write a frame to an idle socket's transport (see idle_transport), through its engine's
+    Cork."""
+    direct = socket.__dict__.get("_kpk_direct")
+    if direct is None or direct[4] is None:
         transport.write(frame)
     else:
-        cork.write(transport, frame)
+        direct[4].write(direct[0], frame)
 
 
 def idle_transport(socket: Any, queue: asyncio.Queue[Any], size: int) -> Any:
@@ -223,7 +244,7 @@ def idle_transport(socket: Any, queue: asyncio.Queue[Any], size: int) -> Any:
         return None
     response = driver._sock
     writer = getattr(response, "_writer", None)
-    if writer is None or writer.protocol._paused:
+    if writer is None or writer._closing or writer.protocol._paused:
         return None
     if response.compress and size > driver.compress_above:
         return None

@@ -6,8 +6,8 @@ incoming Engine.IO message, which decodes it with `sio.packet_class` (the public
 `_handle_event_internal(server, sid, eio_sid, data, namespace, id)`, which runs an event's
 handler and sends its ack (started here in a task, as `_handle_event` does; for a handler
 registered with `on_request`, `_answer_request` does the same without `_trigger_event`,
-unless something replaced `_trigger_event` on the instance, as the admin view's
-instrumentation does);
+unless something replaced `_trigger_event` on the instance, as python-socketio's admin
+instrumentation does in its development mode);
 `socketio.AsyncServer._send_packet(eio_sid, packet)`, through which every packet to a client
 goes, CONNECT_ERROR included (replaced here: an encoded packet that is one text goes to
 `sio.eio.send`, or straight to an idle WebSocket as kpk_io/engine/frames.py's `write_now`
@@ -100,7 +100,7 @@ class Server(socketio.AsyncServer):  # type: ignore[misc]
             if request is not None and "_trigger_event" not in self.__dict__ and \
                     self.handlers[NAMESPACE].get(data[0]) is request:
                 run = self._answer_request(request, sid, eio_sid, data, ack_id)
-            else:  # python-socketio's own dispatch (as when the admin view instruments it)
+            else:  # python-socketio's own dispatch (as when something instruments it)
                 run = self._handle_event_internal(self, sid, eio_sid, data, namespace, ack_id)
             task = asyncio.create_task(run)
             self._event_tasks.add(task)
@@ -114,8 +114,8 @@ class Server(socketio.AsyncServer):  # type: ignore[misc]
         are dispatched straight to it (`_answer_request`), not through python-socketio's
         `_trigger_event`, whose handler lookup, coroutine check and legacy-disconnect retry
         cost a tenth of a request's handling; the handler stays in python-socketio's map,
-        and while anything replaces `_trigger_event` (the admin view's instrumentation)
-        events take python-socketio's own way again."""
+        and while anything replaces `_trigger_event` on the instance (python-socketio's
+        admin instrumentation, in development mode) events take python-socketio's own way."""
         self.on(event, handler)
         self._requests[event] = handler
 

@@ -121,8 +121,10 @@ class ScriptBatch:
         if connection is not None:
             if await _clean(connection):
                 return connection
-            await connection.disconnect()
-            await pool.release(connection)
+            try:
+                await connection.disconnect()
+            finally:
+                await pool.release(connection)
         return await pool.get_connection()
 
 
