@@ -22,7 +22,7 @@ from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as eio_aiohttp
 from engineio.async_socket import AsyncSocket
 
-_NEVER = 1 << 62  # a message length no message reaches
+UNBOUNDED = 1 << 62  # a bound no message length and no buffered size reaches
 
 
 class WebSocketDriver(eio_aiohttp.WebSocket):  # type: ignore[misc]
@@ -50,7 +50,7 @@ class WebSocketDriver(eio_aiohttp.WebSocket):  # type: ignore[misc]
             socket._kpk_ws = self
             # What write_now() reads for every frame, looked up once: aiohttp makes the
             # response's writer in prepare() and keeps it, and its protocol and transport.
-            compress_above = self.compress_above if self._sock.compress else _NEVER
+            compress_above = self.compress_above if self._sock.compress else UNBOUNDED
             socket._kpk_direct = (writer, writer.protocol, writer.transport, compress_above,
                                   getattr(socket.server, "cork", None))
         await self.handler(self)
@@ -194,11 +194,17 @@ def _send(writer: Any, data: bytes | bytearray) -> None:
 
 
 def write_now(socket: Any, queue: asyncio.Queue[Any], message: "Message", cap: int) -> bool:
-    """Write `message` straight to the socket's WebSocket when that keeps the socket's packet
-    order and leaves at most `cap` bytes buffered for it; False when the caller must decide
-    (queue it, or hold it back). The common case of a broadcast, so written for speed: the
-    same checks as idle_transport() and buffered(), on a socket with nothing queued, with
-    what they read of aiohttp's writer looked up when the WebSocket opened (`_kpk_direct`)."""
+    """Write `message` straight to the socket's WebSocket (through its engine's Cork) when
+    that keeps the socket's packet order and leaves at most `cap` bytes buffered for it;
+    False when the caller must decide (queue it, or hold it back).
+
+    The order is kept only when the socket's WebSocket writer is parked on its empty queue:
+    a waiting getter means it has written every packet it took (it takes a batch, writes
+    it, then waits again), and none is queued. A polling or upgrading socket, one whose
+    writer is busy, waits for the transport to drain or has sent its Close frame, and a
+    message the socket compresses all go through the queue. The common case of a
+    broadcast, so written for speed: what it reads of aiohttp's writer was looked up when
+    the WebSocket opened (`_kpk_direct`)."""
     direct = socket.__dict__.get("_kpk_direct")
     if direct is None or queue._queue or not socket.upgraded or socket.upgrading:  # type: ignore[attr-defined]
         return False
@@ -216,40 +222,4 @@ def write_now(socket: Any, queue: asyncio.Queue[Any], message: "Message", cap: i
     else:
         cork.write(writer, message.frame)
     return True
-
-
-def write_frame(socket: Any, transport: Any, frame: bytes) -> None:
-    """Write a frame to an idle socket's transport (see idle_transport), through its engine's
-    Cork."""
-    direct = socket.__dict__.get("_kpk_direct")
-    if direct is None or direct[4] is None:
-        transport.write(frame)
-    else:
-        direct[4].write(direct[0], frame)
-
-
-def idle_transport(socket: Any, queue: asyncio.Queue[Any], size: int) -> Any:
-    """The socket's WebSocket transport when a frame written to it now keeps the socket's
-    packet order, else None (the caller queues instead).
-
-    That is so only when the socket's WebSocket writer is parked on its empty queue: a
-    waiting getter means it has written every packet it took (it takes a batch, writes it,
-    then waits again), and none is queued. A polling or upgrading socket, one whose writer
-    is busy or waits for the transport to drain, and a message the socket compresses all go
-    through the queue."""
-    driver = getattr(socket, "_kpk_ws", None)
-    if driver is None or not socket.upgraded or socket.upgrading or queue.qsize():
-        return None
-    if not any(not waiter.done() for waiter in getattr(queue, "_getters", ())):
-        return None
-    response = driver._sock
-    writer = getattr(response, "_writer", None)
-    if writer is None or writer._closing or writer.protocol._paused:
-        return None
-    if response.compress and size > driver.compress_above:
-        return None
-    transport = writer.transport
-    if transport is None or transport.is_closing():
-        return None
-    return transport
 

@@ -25,7 +25,7 @@ from typing import Any
 import socketio
 from socketio import packet as sio_packet
 
-from kpk_io.engine.frames import Message, buffered, idle_transport, write_frame, write_now
+from kpk_io.engine.frames import UNBOUNDED, Message, buffered, write_now
 from kpk_io.engine.packets import NAMESPACE
 
 log = logging.getLogger(__name__)
@@ -129,9 +129,7 @@ class Outbox:
         if capped is not None and buffered(socket, queue) > self._max_buffered:
             self._hold(capped, eio_sid)
             return True
-        transport = idle_transport(socket, queue, len(message.text))
-        if transport is not None:
-            write_frame(socket, transport, message.frame)
+        if write_now(socket, queue, message, UNBOUNDED):  # the cap was checked above
             self.direct += 1
         else:
             queue.put_nowait(message.packet)

@@ -37,7 +37,7 @@ import socketio
 from socketio import packet as sio_packet
 
 from kpk_io import json_codec
-from kpk_io.engine.frames import Message, WebSocketDriver, write_now
+from kpk_io.engine.frames import UNBOUNDED, Message, WebSocketDriver, write_now
 from kpk_io.engine.packets import NAMESPACE, RefusedPacket, StrictPacket
 from kpk_io.engine.sockets import Engine
 from kpk_io.protocol import ErrorCode, ProtocolError
@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 # The name under which python-socketio registers a catch-all handler; an event a client
 # names so is refused (Server._handle_event).
 CATCH_ALL = "*"
-_NO_CAP = 1 << 62  # a packet to one client is never held back (the Outbox caps broadcasts)
 
 
 class Server(socketio.AsyncServer):  # type: ignore[misc]
@@ -144,7 +143,7 @@ class Server(socketio.AsyncServer):  # type: ignore[misc]
             return
         socket = self.eio.sockets.get(eio_sid)
         if socket is not None and not socket.closing and not socket.closed and \
-                write_now(socket, socket.queue, Message(encoded), _NO_CAP):
+                write_now(socket, socket.queue, Message(encoded), UNBOUNDED):  # never held back
             return
         await self.eio.send(eio_sid, encoded)  # as python-socketio's _send_packet does
 

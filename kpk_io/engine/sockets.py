@@ -209,7 +209,7 @@ class Engine(engineio.AsyncServer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pings = PingClock(self)
-        self.cork = Cork()  # direct writes of one loop turn, one per transport
+        self.cork = Cork()  # direct writes of one loop turn, one write per connection
 
     def create_queue(self, *args: Any, **kwargs: Any) -> asyncio.Queue[Any]:
         return SendQueue(*args, **kwargs)

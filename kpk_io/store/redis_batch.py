@@ -8,11 +8,11 @@ no longer has (it restarted) is run again alone, which loads it.
 
 A batch is written and read on one pooled connection (the last batch's, kept while it is
 clean) through redis-py's connection API (`send_packed_command`, `read_response`, and
-`is_connected` and `can_read` for the pool's own check), its commands packed
-by hiredis when it is installed
-(the `speed` extra): redis-py's Pipeline packs every argument in Python and wraps each batch
-in retry and observability layers that a commit, retried by the store itself with its dedupe
-key, does not use. That was a tenth of the server's CPU in the many-rooms benchmark.
+`is_connected` and `can_read` for the pool's own check), its commands packed by hiredis
+when it is installed (the `speed` extra): redis-py's Pipeline packs every argument in
+Python and wraps each batch in retry and observability layers that a commit, retried by the
+store itself with its dedupe key, does not use. That was a tenth of the server's CPU in the
+many-rooms benchmark.
 """
 
 import asyncio
@@ -40,8 +40,8 @@ class ScriptBatch:
         self._pending: list[_Call] = []
         self._running: set[asyncio.Task[None]] = set()
         # The connection of the last batch, kept for the next one rather than returned to
-        # the pool: a pool checkout and release (its condition, lock, timer and health
-        # check) cost as much as packing a small batch. The pool still counts it as in use,
+        # the pool: a pool checkout and release (its condition, lock, timer and bookkeeping)
+        # cost as much as packing a small batch. The pool still counts it as in use,
         # and closing the client's pool closes it.
         self._parked: Any = None
 
